@@ -1,0 +1,11 @@
+//! Bakery's domain, free of AWS SDK types: what starts a bake ([`classify`]), what a
+//! pipeline's bake policy says ([`policy`]), and what Bakery publishes ([`publication`]).
+
+pub mod classify;
+pub mod ids;
+pub mod imagebuilder;
+pub mod publication;
+pub mod trigger;
+
+pub use classify::{classify, classify_value, ClassifyError};
+pub use trigger::{BakeTrigger, Classification, Origin, SourceAmi};
