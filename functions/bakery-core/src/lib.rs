@@ -4,8 +4,10 @@
 pub mod classify;
 pub mod ids;
 pub mod imagebuilder;
+pub mod policy;
 pub mod publication;
 pub mod trigger;
 
 pub use classify::{classify, classify_value, ClassifyError};
+pub use policy::{Policy, PolicyErrors};
 pub use trigger::{BakeTrigger, Classification, Origin, SourceAmi};

@@ -12,13 +12,6 @@ fn load(name: &str) -> Vec<u8> {
     std::fs::read(events_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn bake(name: &str) -> BakeTrigger {
-    match classify(&load(name)) {
-        Ok(Classification::Bake { trigger }) => trigger,
-        other => panic!("{name}: expected bake, got {other:?}"),
-    }
-}
-
 fn amis(t: &BakeTrigger) -> Vec<(String, String)> {
     t.source_amis.iter().map(|a| (a.region.to_string(), a.image_id.to_string())).collect()
 }
