@@ -54,9 +54,15 @@ fn not_json(e: &serde_json::Error) -> ClassifyError {
 }
 
 /// serde_json appends " at line L column C"; the error variants carry those separately.
+/// serde quotes the offending value whole, and hostile input can be megabytes: cut it.
 fn strip_position(e: &serde_json::Error) -> String {
+    const LIMIT: usize = 300;
     let s = e.to_string();
-    s.rsplit_once(" at line ").map_or(s.clone(), |(m, _)| m.to_owned())
+    let s = s.rsplit_once(" at line ").map_or(s.as_str(), |(m, _)| m);
+    match s.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
 }
 
 fn join(base: &str, inner: &str) -> String {

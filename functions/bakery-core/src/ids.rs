@@ -53,7 +53,7 @@ string_id!(
 );
 
 /// Longest value we echo back in an error message; hostile input can be megabytes.
-const ECHO_LIMIT: usize = 64;
+const ECHO_LIMIT: usize = 160;
 
 /// Quotes a value for an error message, cut to a readable length.
 pub(crate) fn echo(s: &str) -> String {

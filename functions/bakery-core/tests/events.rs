@@ -205,6 +205,19 @@ fn wrong_types_in_envelopes_name_the_field() {
 }
 
 #[test]
+fn hostile_values_are_not_echoed_whole() {
+    let big = "x".repeat(1 << 20);
+    let input = format!(r#"{{"detail-type": "{big}", "source": ["{big}"], "detail": {{}}}}"#);
+    let err = classify(input.as_bytes()).unwrap_err().to_string();
+    assert!(err.starts_with("source: invalid type: sequence"), "{}", &err[..100]);
+    assert!(err.len() < 400, "{} bytes", err.len());
+    let input = format!(r#"{{"Records": "{big}"}}"#);
+    let err = classify(input.as_bytes()).unwrap_err().to_string();
+    assert!(err.starts_with("Records: invalid type: string \"xxxx"), "{}", &err[..100]);
+    assert!(err.len() < 400, "{} bytes", err.len());
+}
+
+#[test]
 fn an_unknown_detail_type_is_ignored_with_its_name() {
     let input = r#"{"version":"0","id":"1","detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
         "account":"111122223333","time":"2024-03-01T12:00:00Z","region":"us-east-1","resources":[],"detail":{"state":"running"}}"#;

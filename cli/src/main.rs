@@ -1,0 +1,113 @@
+//! `bakery`: classify an event, validate bake policies.
+//!
+//! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
+
+use bakery_core::{classify, Policy};
+use clap::{Parser, Subcommand};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+const POLICY_SCHEMA: &str = include_str!("../../schema/bake-policy.schema.json");
+
+#[derive(Parser)]
+#[command(name = "bakery", version, about = "Bakery: event-driven AMI bakes on EC2 Image Builder")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify an event as the trigger function would: prints {"action":"bake",...} or {"action":"ignore",...}.
+    Classify {
+        /// The event file; `-` reads standard input.
+        file: String,
+    },
+    /// Bake policy documents.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check policy documents; every error is listed with its path.
+    Validate {
+        /// Policy files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Print the policy's JSON schema.
+    Schema,
+}
+
+/// What a command prints: results on stdout, problems on stderr one line each (exit 2 if any).
+#[derive(Default)]
+struct Outcome {
+    out: String,
+    problems: Vec<String>,
+}
+
+impl Outcome {
+    fn problem(message: String) -> Self {
+        Self { out: String::new(), problems: vec![message] }
+    }
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let read = if file == "-" {
+        std::io::stdin().lock().read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut buf))
+    };
+    read.map(|_| buf).map_err(|e| format!("{file}: cannot read: {e}"))
+}
+
+fn classify_file(file: &str) -> Outcome {
+    let input = match read_input(file) {
+        Ok(input) => input,
+        Err(e) => return Outcome::problem(e),
+    };
+    match classify(&input) {
+        Ok(c) => match serde_json::to_string(&c) {
+            Ok(json) => Outcome { out: json + "\n", problems: Vec::new() },
+            Err(e) => Outcome::problem(format!("{file}: cannot print the result: {e}")),
+        },
+        Err(e) => Outcome::problem(format!("{file}: {}: {e}", e.error_type())),
+    }
+}
+
+fn validate_files(files: &[String]) -> Outcome {
+    let mut outcome = Outcome::default();
+    for file in files {
+        match read_input(file).map(|text| Policy::parse(&text)) {
+            Ok(Ok(p)) => outcome.out.push_str(&format!("{file}: valid policy for {}\n", p.pipeline_arn)),
+            Ok(Err(errors)) => outcome.problems.extend(errors.0.iter().map(|e| format!("{file}: {e}"))),
+            Err(e) => outcome.problems.push(e),
+        }
+    }
+    outcome
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::Classify { file } => classify_file(file),
+        Command::Policy { command: PolicyCommand::Validate { files } } => validate_files(files),
+        Command::Policy { command: PolicyCommand::Schema } => Outcome { out: POLICY_SCHEMA.to_owned(), problems: Vec::new() },
+    };
+    // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
+    let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());
+    let mut stderr = std::io::stderr().lock();
+    for problem in &outcome.problems {
+        // One line per problem, whatever the input held.
+        let _ = writeln!(stderr, "bakery: {}", problem.replace(['\n', '\r'], " "));
+    }
+    if outcome.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}

@@ -1,0 +1,159 @@
+//! The `bakery` binary as a user runs it: stdout, stderr and exit codes.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bakery(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may exit before reading everything; a broken pipe here is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fixtures(dir: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("events").join(dir))
+        .unwrap()
+        .map(|e| format!("events/{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn classify_prints_one_json_object_with_an_action() {
+    for dir in ["sns", "eventbridge", "scheduler", "manual"] {
+        for file in fixtures(dir) {
+            let out = bakery(&["classify", &file], b"");
+            assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
+            assert!(out.stderr.is_empty(), "{file}: {}", text(&out.stderr));
+            let stdout = text(&out.stdout);
+            assert_eq!(stdout.lines().count(), 1, "{file}: one line of JSON");
+            let v: Value = serde_json::from_str(&stdout).unwrap();
+            match v["action"].as_str() {
+                Some("bake") => assert!(v["trigger"]["origin"]["kind"].is_string(), "{file}: {v}"),
+                Some("ignore") => assert!(!v["reason"].as_str().unwrap_or_default().is_empty(), "{file}: {v}"),
+                other => panic!("{file}: action {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn classify_reports_the_trigger() {
+    let out = bakery(&["classify", "events/sns/soe-release.json"], b"");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["action"], "bake");
+    assert_eq!(v["trigger"]["origin"]["kind"], "soeRelease");
+    let amis: Vec<(&str, &str)> = v["trigger"]["sourceAmis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["region"].as_str().unwrap(), a["imageId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(amis, [("eu-west-1", "ami-0fedcba9876543210"), ("us-east-1", "ami-0a1b2c3d4e5f67890")]);
+
+    let out = bakery(&["classify", "events/eventbridge/ami-state-change-deregistered.json"], b"");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["action"], "ignore");
+    assert!(v["reason"].as_str().unwrap().contains("deregistered"));
+}
+
+#[test]
+fn classify_reads_stdin() {
+    let event = std::fs::read(root().join("events/sns/imagebuilder-available.json")).unwrap();
+    let out = bakery(&["classify", "-"], &event);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["trigger"]["origin"]["semver"], "1237940039285380274899124227");
+}
+
+#[test]
+fn malformed_input_is_one_line_on_stderr_and_exit_2() {
+    for file in fixtures("malformed") {
+        let out = bakery(&["classify", &file], b"");
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        assert!(out.stdout.is_empty(), "{file}: nothing on stdout");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(err.starts_with(&format!("bakery: {file}: ")), "{file}: {err}");
+    }
+    let out = bakery(&["classify", "events/no-such-file.json"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn policy_validate_lists_every_error() {
+    let ok = bakery(&["policy", "validate", "schema/examples/web-app.json", "schema/examples/minimal.json"], b"");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout).lines().count(), 2);
+
+    let bad = bakery(&["policy", "validate", "schema/examples/broken.json"], b"");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert_eq!(err.lines().count(), 18, "{err}");
+    assert!(err.lines().all(|l| l.starts_with("bakery: schema/examples/broken.json: ")));
+    assert!(err.contains("publish.regions[2].kmsKeyId: not a KMS key ARN"));
+
+    let stdin = bakery(&["policy", "validate", "-"], b"{\"schemaVersion\": 1}");
+    assert_eq!(stdin.status.code(), Some(2));
+    assert!(text(&stdin.stderr).contains("-: pipelineArn: missing"));
+}
+
+#[test]
+fn policy_schema_is_printed() {
+    let out = bakery(&["policy", "schema"], b"");
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "Bakery bake policy");
+}
+
+/// Mutated fixtures never crash the binary: every run ends in 0 or 2. (The fuzz target goes
+/// much further in-process; this checks the process boundary.)
+#[test]
+fn mutated_events_never_crash_the_binary() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let sources: Vec<Vec<u8>> = ["sns", "eventbridge"]
+        .iter()
+        .flat_map(|d| fixtures(d))
+        .map(|f| std::fs::read(root().join(f)).unwrap())
+        .collect();
+    for _ in 0..120 {
+        let mut input = sources[(next() % sources.len() as u64) as usize].clone();
+        for _ in 0..=(next() % 4) {
+            let at = (next() % input.len() as u64) as usize;
+            match next() % 3 {
+                0 => input[at] = next() as u8,
+                1 => input.truncate(at),
+                _ => input.splice(at..at, b"{\"\":[1e999,".iter().copied()).for_each(drop),
+            }
+            if input.is_empty() {
+                break;
+            }
+        }
+        let out = bakery(&["classify", "-"], &input);
+        assert!(matches!(out.status.code(), Some(0 | 2)), "crash on {:?}: {}", text(&input), text(&out.stderr));
+    }
+}
