@@ -10,7 +10,11 @@ use std::process::ExitCode;
 const POLICY_SCHEMA: &str = include_str!("../../schema/bake-policy.schema.json");
 
 #[derive(Parser)]
-#[command(name = "bakery", version, about = "Bakery: event-driven AMI bakes on EC2 Image Builder")]
+#[command(
+    name = "bakery",
+    version,
+    about = "Bakery: event-driven AMI bakes on EC2 Image Builder"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,10 @@ struct Outcome {
 
 impl Outcome {
     fn problem(message: String) -> Self {
-        Self { out: String::new(), problems: vec![message] }
+        Self {
+            out: String::new(),
+            problems: vec![message],
+        }
     }
 }
 
@@ -72,7 +79,10 @@ fn classify_file(file: &str) -> Outcome {
     };
     match classify(&input) {
         Ok(c) => match serde_json::to_string(&c) {
-            Ok(json) => Outcome { out: json + "\n", problems: Vec::new() },
+            Ok(json) => Outcome {
+                out: json + "\n",
+                problems: Vec::new(),
+            },
             Err(e) => Outcome::problem(format!("{file}: cannot print the result: {e}")),
         },
         Err(e) => Outcome::problem(format!("{file}: {}: {e}", e.error_type())),
@@ -83,7 +93,9 @@ fn validate_files(files: &[String]) -> Outcome {
     let mut outcome = Outcome::default();
     for file in files {
         match read_input(file).map(|text| Policy::parse(&text)) {
-            Ok(Ok(p)) => outcome.out.push_str(&format!("{file}: valid policy for {}\n", p.pipeline_arn)),
+            Ok(Ok(p)) => outcome
+                .out
+                .push_str(&format!("{file}: valid policy for {}\n", p.pipeline_arn)),
             Ok(Err(errors)) => outcome.problems.extend(errors.0.iter().map(|e| format!("{file}: {e}"))),
             Err(e) => outcome.problems.push(e),
         }
@@ -95,8 +107,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Classify { file } => classify_file(file),
-        Command::Policy { command: PolicyCommand::Validate { files } } => validate_files(files),
-        Command::Policy { command: PolicyCommand::Schema } => Outcome { out: POLICY_SCHEMA.to_owned(), problems: Vec::new() },
+        Command::Policy {
+            command: PolicyCommand::Validate { files },
+        } => validate_files(files),
+        Command::Policy {
+            command: PolicyCommand::Schema,
+        } => Outcome {
+            out: POLICY_SCHEMA.to_owned(),
+            problems: Vec::new(),
+        },
     };
     // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
     let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());

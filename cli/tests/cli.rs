@@ -67,9 +67,18 @@ fn classify_reports_the_trigger() {
         .iter()
         .map(|a| (a["region"].as_str().unwrap(), a["imageId"].as_str().unwrap()))
         .collect();
-    assert_eq!(amis, [("eu-west-1", "ami-0fedcba9876543210"), ("us-east-1", "ami-0a1b2c3d4e5f67890")]);
+    assert_eq!(
+        amis,
+        [
+            ("eu-west-1", "ami-0fedcba9876543210"),
+            ("us-east-1", "ami-0a1b2c3d4e5f67890")
+        ]
+    );
 
-    let out = bakery(&["classify", "events/eventbridge/ami-state-change-deregistered.json"], b"");
+    let out = bakery(
+        &["classify", "events/eventbridge/ami-state-change-deregistered.json"],
+        b"",
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["action"], "ignore");
     assert!(v["reason"].as_str().unwrap().contains("deregistered"));
@@ -101,7 +110,15 @@ fn malformed_input_is_one_line_on_stderr_and_exit_2() {
 
 #[test]
 fn policy_validate_lists_every_error() {
-    let ok = bakery(&["policy", "validate", "schema/examples/web-app.json", "schema/examples/minimal.json"], b"");
+    let ok = bakery(
+        &[
+            "policy",
+            "validate",
+            "schema/examples/web-app.json",
+            "schema/examples/minimal.json",
+        ],
+        b"",
+    );
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     assert_eq!(text(&ok.stdout).lines().count(), 2);
 
@@ -109,7 +126,9 @@ fn policy_validate_lists_every_error() {
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
     assert_eq!(err.lines().count(), 18, "{err}");
-    assert!(err.lines().all(|l| l.starts_with("bakery: schema/examples/broken.json: ")));
+    assert!(err
+        .lines()
+        .all(|l| l.starts_with("bakery: schema/examples/broken.json: ")));
     assert!(err.contains("publish.regions[2].kmsKeyId: not a KMS key ARN"));
 
     let stdin = bakery(&["policy", "validate", "-"], b"{\"schemaVersion\": 1}");
@@ -154,6 +173,11 @@ fn mutated_events_never_crash_the_binary() {
             }
         }
         let out = bakery(&["classify", "-"], &input);
-        assert!(matches!(out.status.code(), Some(0 | 2)), "crash on {:?}: {}", text(&input), text(&out.stderr));
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)),
+            "crash on {:?}: {}",
+            text(&input),
+            text(&out.stderr)
+        );
     }
 }

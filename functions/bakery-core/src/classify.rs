@@ -28,7 +28,11 @@ pub enum ClassifyError {
     #[error("the input is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
     #[error("not JSON (line {line}, column {column}): {message}")]
-    NotJson { line: usize, column: usize, message: String },
+    NotJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Malformed { path: String, message: String },
 }
@@ -46,11 +50,18 @@ impl ClassifyError {
 }
 
 fn malformed(path: &str, message: impl Into<String>) -> ClassifyError {
-    ClassifyError::Malformed { path: path.to_owned(), message: message.into() }
+    ClassifyError::Malformed {
+        path: path.to_owned(),
+        message: message.into(),
+    }
 }
 
 fn not_json(e: &serde_json::Error) -> ClassifyError {
-    ClassifyError::NotJson { line: e.line(), column: e.column(), message: strip_position(e) }
+    ClassifyError::NotJson {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(e),
+    }
 }
 
 /// serde_json appends " at line L column C"; the error variants carry those separately.
@@ -91,8 +102,20 @@ fn typed_str<T: DeserializeOwned>(text: &str, base: &str) -> Result<T, ClassifyE
     })
 }
 
-fn bake(origin: Origin, source_amis: Vec<SourceAmi>, event_id: String, event_time: Option<DateTime<Utc>>) -> Classification {
-    Classification::Bake { trigger: BakeTrigger { origin, source_amis, event_id, event_time } }
+fn bake(
+    origin: Origin,
+    source_amis: Vec<SourceAmi>,
+    event_id: String,
+    event_time: Option<DateTime<Utc>>,
+) -> Classification {
+    Classification::Bake {
+        trigger: BakeTrigger {
+            origin,
+            source_amis,
+            event_id,
+            event_time,
+        },
+    }
 }
 
 fn ignore(reason: impl Into<String>) -> Classification {
@@ -113,7 +136,10 @@ fn kind_of(v: &Value) -> &'static str {
 /// Classifies one input as the trigger function receives it.
 pub fn classify(input: &[u8]) -> Result<Classification, ClassifyError> {
     if input.len() > MAX_INPUT_BYTES {
-        return Err(ClassifyError::TooLarge { size: input.len(), limit: MAX_INPUT_BYTES });
+        return Err(ClassifyError::TooLarge {
+            size: input.len(),
+            limit: MAX_INPUT_BYTES,
+        });
     }
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ClassifyError::Empty);
@@ -125,7 +151,10 @@ pub fn classify(input: &[u8]) -> Result<Classification, ClassifyError> {
 /// Classifies an already parsed input (the Lambda runtime hands the function a `Value`).
 pub fn classify_value(value: Value) -> Result<Classification, ClassifyError> {
     let Value::Object(obj) = &value else {
-        return Err(malformed("$", format!("expected a JSON object, found {}", kind_of(&value))));
+        return Err(malformed(
+            "$",
+            format!("expected a JSON object, found {}", kind_of(&value)),
+        ));
     };
     if obj.contains_key("Records") {
         sns(typed(value, "$")?)
@@ -146,7 +175,13 @@ pub fn classify_value(value: Value) -> Result<Classification, ClassifyError> {
 
 fn sns(event: SnsEvent) -> Result<Classification, ClassifyError> {
     let [record]: [SnsRecord; 1] = event.records.try_into().map_err(|r: Vec<SnsRecord>| {
-        malformed("Records", format!("expected exactly one SNS record (Lambda delivers one), found {}", r.len()))
+        malformed(
+            "Records",
+            format!(
+                "expected exactly one SNS record (Lambda delivers one), found {}",
+                r.len()
+            ),
+        )
     })?;
     if record.event_source != "aws:sns" {
         return Err(malformed(
@@ -158,10 +193,13 @@ fn sns(event: SnsEvent) -> Result<Classification, ClassifyError> {
     let topic_arn = msg.topic_arn;
     ids::check_topic_arn(&topic_arn).map_err(|e| malformed("Records[0].Sns.TopicArn", e))?;
     const PATH: &str = "Records[0].Sns.Message";
-    let body: Value = serde_json::from_str(&msg.message)
-        .map_err(|e| malformed(PATH, format!("not JSON: {}", strip_position(&e))))?;
+    let body: Value =
+        serde_json::from_str(&msg.message).map_err(|e| malformed(PATH, format!("not JSON: {}", strip_position(&e))))?;
     let Value::Object(obj) = &body else {
-        return Err(malformed(PATH, format!("expected a JSON object, found {}", kind_of(&body))));
+        return Err(malformed(
+            PATH,
+            format!("expected a JSON object, found {}", kind_of(&body)),
+        ));
     };
     let (id, time) = (msg.message_id, Some(msg.timestamp));
     let schema = obj.get("schema").and_then(Value::as_str).unwrap_or_default();
@@ -187,16 +225,26 @@ fn bakery_publication(
     time: Option<DateTime<Utc>>,
 ) -> Result<Classification, ClassifyError> {
     if p.status != BakeStatus::Published {
-        return Ok(ignore(format!("Bakery publication of {} is FAILED; only PUBLISHED AMIs trigger a bake", p.pipeline.arn)));
+        return Ok(ignore(format!(
+            "Bakery publication of {} is FAILED; only PUBLISHED AMIs trigger a bake",
+            p.pipeline.arn
+        )));
     }
     if p.amis.is_empty() {
-        return Err(malformed("Records[0].Sns.Message.amis", "a PUBLISHED publication lists no AMIs"));
+        return Err(malformed(
+            "Records[0].Sns.Message.amis",
+            "a PUBLISHED publication lists no AMIs",
+        ));
     }
     let owner = p.account_id;
     let amis = p
         .amis
         .into_iter()
-        .map(|a| SourceAmi { image_id: a.image_id, region: a.region, owner: Some(owner.clone()) })
+        .map(|a| SourceAmi {
+            image_id: a.image_id,
+            region: a.region,
+            owner: Some(owner.clone()),
+        })
         .collect();
     let origin = Origin::BakeryPublication {
         topic_arn,
@@ -224,13 +272,20 @@ fn image_builder_message(
         )));
     }
     if m.output_resources.amis.is_empty() {
-        return Err(malformed(&format!("{PATH}.outputResources.amis"), "an AVAILABLE image lists no AMIs"));
+        return Err(malformed(
+            &format!("{PATH}.outputResources.amis"),
+            "an AVAILABLE image lists no AMIs",
+        ));
     }
     let amis = m
         .output_resources
         .amis
         .into_iter()
-        .map(|a| SourceAmi { image_id: a.image, region: a.region, owner: a.account_id })
+        .map(|a| SourceAmi {
+            image_id: a.image,
+            region: a.region,
+            owner: a.account_id,
+        })
         .collect();
     let origin = Origin::ImageBuilderNotification {
         topic_arn,
@@ -265,9 +320,21 @@ fn soe_release(
     let amis = r
         .amis
         .into_iter()
-        .map(|(region, image_id)| SourceAmi { image_id, region, owner: r.account_id.clone() })
+        .map(|(region, image_id)| SourceAmi {
+            image_id,
+            region,
+            owner: r.account_id.clone(),
+        })
         .collect();
-    Ok(bake(Origin::SoeRelease { topic_arn, release: r.release }, amis, id, time))
+    Ok(bake(
+        Origin::SoeRelease {
+            topic_arn,
+            release: r.release,
+        },
+        amis,
+        id,
+        time,
+    ))
 }
 
 // ---------------------------------------------------------------- EventBridge
@@ -282,7 +349,11 @@ struct Envelope {
 }
 
 fn envelope(ev: &EventBridgeEvent<Value>) -> Result<Envelope, ClassifyError> {
-    let id = ev.id.clone().filter(|s| !s.is_empty()).ok_or_else(|| malformed("id", "missing"))?;
+    let id = ev
+        .id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("id", "missing"))?;
     let account = ev.account.as_deref().ok_or_else(|| malformed("account", "missing"))?;
     let region = ev.region.as_deref().ok_or_else(|| malformed("region", "missing"))?;
     Ok(Envelope {
@@ -295,7 +366,10 @@ fn envelope(ev: &EventBridgeEvent<Value>) -> Result<Envelope, ClassifyError> {
 }
 
 fn first_resource(env: &Envelope) -> Result<&str, ClassifyError> {
-    env.resources.first().map(String::as_str).ok_or_else(|| malformed("resources", "expected one resource ARN, found none"))
+    env.resources
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| malformed("resources", "expected one resource ARN, found none"))
 }
 
 fn eventbridge(ev: EventBridgeEvent<Value>) -> Result<Classification, ClassifyError> {
@@ -305,11 +379,17 @@ fn eventbridge(ev: EventBridgeEvent<Value>) -> Result<Classification, ClassifyEr
         ("aws.ssm", "Parameter Store Change") => parameter_change(ev),
         ("aws.events", "Scheduled Event") => scheduled_event(ev, "rule", "an EventBridge rule ARN"),
         // EventBridge Scheduler's default payload, when a schedule gives its target no Input.
-        ("aws.scheduler", "Scheduled Event") => scheduled_event(ev, "schedule", "an EventBridge Scheduler schedule ARN"),
+        ("aws.scheduler", "Scheduled Event") => {
+            scheduled_event(ev, "schedule", "an EventBridge Scheduler schedule ARN")
+        }
         (BAKERY_EVENT_SOURCE, BAKE_REQUESTED) => bake_request(ev),
         (source, detail_type) => {
             envelope(&ev)?;
-            Ok(ignore(format!("{} from {} is not a bake trigger", echo(detail_type), echo(source))))
+            Ok(ignore(format!(
+                "{} from {} is not a bake trigger",
+                echo(detail_type),
+                echo(source)
+            )))
         }
     }
 }
@@ -325,10 +405,26 @@ fn ami_state_change(ev: EventBridgeEvent<Value>) -> Result<Classification, Class
     let env = envelope(&ev)?;
     let d: AmiStateDetail = typed(ev.detail, "detail")?;
     if d.state != "available" {
-        return Ok(ignore(format!("AMI {} is {}; only available triggers a bake", d.image_id, echo(&d.state))));
+        return Ok(ignore(format!(
+            "AMI {} is {}; only available triggers a bake",
+            d.image_id,
+            echo(&d.state)
+        )));
     }
-    let ami = SourceAmi { image_id: d.image_id, region: env.region.clone(), owner: Some(env.account.clone()) };
-    Ok(bake(Origin::AmiStateChange { account: env.account, region: env.region }, vec![ami], env.id, env.time))
+    let ami = SourceAmi {
+        image_id: d.image_id,
+        region: env.region.clone(),
+        owner: Some(env.account.clone()),
+    };
+    Ok(bake(
+        Origin::AmiStateChange {
+            account: env.account,
+            region: env.region,
+        },
+        vec![ami],
+        env.id,
+        env.time,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -353,7 +449,11 @@ fn image_state_change(ev: EventBridgeEvent<Value>) -> Result<Classification, Cla
             echo(&d.state.status)
         )));
     }
-    let origin = Origin::UpstreamImage { image_arn: image_arn.to_owned(), account: env.account, region: env.region };
+    let origin = Origin::UpstreamImage {
+        image_arn: image_arn.to_owned(),
+        account: env.account,
+        region: env.region,
+    };
     Ok(bake(origin, Vec::new(), env.id, env.time))
 }
 
@@ -374,7 +474,12 @@ fn parameter_change(ev: EventBridgeEvent<Value>) -> Result<Classification, Class
             echo(&d.operation)
         )));
     }
-    let origin = Origin::ParameterChange { name: d.name, operation: d.operation, account: env.account, region: env.region };
+    let origin = Origin::ParameterChange {
+        name: d.name,
+        operation: d.operation,
+        account: env.account,
+        region: env.region,
+    };
     Ok(bake(origin, Vec::new(), env.id, env.time))
 }
 
@@ -383,7 +488,10 @@ fn scheduled_event(ev: EventBridgeEvent<Value>, kind: &str, what: &str) -> Resul
     let arn = first_resource(&env)?;
     let service = if kind == "rule" { "events" } else { "scheduler" };
     Arn::parse_kind(arn, service, kind, what).map_err(|e| malformed("resources[0]", e))?;
-    let origin = Origin::Schedule { schedule_arn: arn.to_owned(), scheduled_time: env.time };
+    let origin = Origin::Schedule {
+        schedule_arn: arn.to_owned(),
+        scheduled_time: env.time,
+    };
     Ok(bake(origin, Vec::new(), env.id, env.time))
 }
 
@@ -397,12 +505,25 @@ struct SchedulerPayload {
 }
 
 fn scheduler_payload(p: SchedulerPayload) -> Result<Classification, ClassifyError> {
-    Arn::parse_kind(&p.schedule_arn, "scheduler", "schedule", "an EventBridge Scheduler schedule ARN")
-        .map_err(|e| malformed("schedule-arn", e))?;
+    Arn::parse_kind(
+        &p.schedule_arn,
+        "scheduler",
+        "schedule",
+        "an EventBridge Scheduler schedule ARN",
+    )
+    .map_err(|e| malformed("schedule-arn", e))?;
     // execution-id changes with every retry attempt; the schedule and its time do not.
     let id = format!("{}@{}", p.schedule_arn, p.scheduled_time.to_rfc3339());
     let time = Some(p.scheduled_time);
-    Ok(bake(Origin::Schedule { schedule_arn: p.schedule_arn, scheduled_time: time }, Vec::new(), id, time))
+    Ok(bake(
+        Origin::Schedule {
+            schedule_arn: p.schedule_arn,
+            scheduled_time: time,
+        },
+        Vec::new(),
+        id,
+        time,
+    ))
 }
 
 /// `detail` of a manual bake request. Strict: a misspelt field is an error, not a silent default.
@@ -442,9 +563,23 @@ fn bake_request(ev: EventBridgeEvent<Value>) -> Result<Classification, ClassifyE
                 "a source AMI is given by imageId; Bakery never resolves an AMI by name",
             ))
         }
-        Some(RequestedAmi { image_id: None, .. }) => return Err(malformed("detail.sourceAmi", "missing field `imageId`")),
-        Some(RequestedAmi { image_id: Some(image_id), region, .. }) => vec![SourceAmi { image_id, region, owner: None }],
+        Some(RequestedAmi { image_id: None, .. }) => {
+            return Err(malformed("detail.sourceAmi", "missing field `imageId`"))
+        }
+        Some(RequestedAmi {
+            image_id: Some(image_id),
+            region,
+            ..
+        }) => vec![SourceAmi {
+            image_id,
+            region,
+            owner: None,
+        }],
     };
-    let origin = Origin::Manual { pipeline_arn: r.pipeline_arn, requested_by: r.requested_by, reason: r.reason };
+    let origin = Origin::Manual {
+        pipeline_arn: r.pipeline_arn,
+        requested_by: r.requested_by,
+        reason: r.reason,
+    };
     Ok(bake(origin, amis, env.id, env.time))
 }

@@ -119,10 +119,8 @@ impl<'a> Arn<'a> {
     pub fn parse(s: &'a str) -> Result<Self, String> {
         let mut it = s.splitn(6, ':');
         let mut next = || it.next().unwrap_or_default();
-        let (arn, partition, service, region, account, resource) =
-            (next(), next(), next(), next(), next(), next());
-        let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
-            || partition.starts_with("aws-iso");
+        let (arn, partition, service, region, account, resource) = (next(), next(), next(), next(), next(), next());
+        let partition_ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov") || partition.starts_with("aws-iso");
         if arn != "arn" || !partition_ok || service.is_empty() || resource.is_empty() {
             return Err(format!("expected an ARN, found {}", echo(s)));
         }
@@ -132,7 +130,13 @@ impl<'a> Arn<'a> {
         if !account.is_empty() {
             check_account_id(account).map_err(|_| format!("bad account in ARN {}", echo(s)))?;
         }
-        Ok(Self { partition, service, region, account, resource })
+        Ok(Self {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
     }
 
     /// Parses and checks the service and the resource type (`type/...`; empty type = plain name).
@@ -169,14 +173,22 @@ pub fn check_topic_arn(s: &str) -> Result<(), String> {
 
 /// An Image Builder image pipeline ARN.
 pub fn check_pipeline_arn(s: &str) -> Result<(), String> {
-    Arn::parse_kind(s, "imagebuilder", "image-pipeline", "an Image Builder image pipeline ARN").map(|_| ())
+    Arn::parse_kind(
+        s,
+        "imagebuilder",
+        "image-pipeline",
+        "an Image Builder image pipeline ARN",
+    )
+    .map(|_| ())
 }
 
 /// A KMS key usable by CopyImage in `region`: a key ARN or an alias ARN in that region.
 pub fn check_kms_key_arn(s: &str, region: Option<&str>) -> Result<(), String> {
     let arn = Arn::parse(s).map_err(|_| format!("not a KMS key ARN: {}", echo(s)))?;
     let kind_ok = arn.service == "kms"
-        && ["key/", "alias/"].iter().any(|p| arn.resource.strip_prefix(p).is_some_and(|r| !r.is_empty()))
+        && ["key/", "alias/"]
+            .iter()
+            .any(|p| arn.resource.strip_prefix(p).is_some_and(|r| !r.is_empty()))
         && !arn.region.is_empty()
         && !arn.account.is_empty();
     if !kind_ok {
@@ -195,7 +207,10 @@ pub fn check_kms_key_arn(s: &str, region: Option<&str>) -> Result<(), String> {
 pub fn check_parameter_name(s: &str) -> Result<(), String> {
     let chars_ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b));
     if s.is_empty() || s.len() > 2048 || !chars_ok || s.ends_with('/') || s.contains("//") {
-        return Err(format!("not an SSM parameter name (letters, digits, _ . - /): {}", echo(s)));
+        return Err(format!(
+            "not an SSM parameter name (letters, digits, _ . - /): {}",
+            echo(s)
+        ));
     }
     if s.contains('/') && !s.starts_with('/') {
         return Err(format!("a hierarchical parameter name must start with /: {}", echo(s)));
@@ -208,7 +223,10 @@ pub fn check_writable_parameter_name(s: &str) -> Result<(), String> {
     check_parameter_name(s)?;
     let lower = s.trim_start_matches('/').to_ascii_lowercase();
     if lower.starts_with("aws") || lower.starts_with("ssm") {
-        return Err(format!("parameter names beginning with aws or ssm are reserved: {}", echo(s)));
+        return Err(format!(
+            "parameter names beginning with aws or ssm are reserved: {}",
+            echo(s)
+        ));
     }
     Ok(())
 }
@@ -221,7 +239,14 @@ mod tests {
     fn ami_ids() {
         assert!(AmiId::parse("ami-0abcdef1234567890").is_ok());
         assert!(AmiId::parse("ami-12345678").is_ok());
-        for bad in ["", "ami-", "ami-0ABCDEF1234567890", "soe-al2023-2026.11", "ami-0abcdef123456789", "img-12345678"] {
+        for bad in [
+            "",
+            "ami-",
+            "ami-0ABCDEF1234567890",
+            "soe-al2023-2026.11",
+            "ami-0abcdef123456789",
+            "img-12345678",
+        ] {
             let err = AmiId::parse(bad).unwrap_err();
             assert!(err.contains("never resolves an AMI by name"), "{bad}: {err}");
         }
@@ -235,7 +260,15 @@ mod tests {
         for ok in ["eu-west-1", "us-gov-west-1", "ap-southeast-5", "cn-north-1"] {
             assert!(Region::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "eu", "eu-west", "EU-west-1", "eu-west-1a", "eu-west-123", "e-west-1"] {
+        for bad in [
+            "",
+            "eu",
+            "eu-west",
+            "EU-west-1",
+            "eu-west-1a",
+            "eu-west-123",
+            "e-west-1",
+        ] {
             assert!(Region::parse(bad).is_err(), "{bad}");
         }
     }
@@ -252,7 +285,10 @@ mod tests {
         assert!(Arn::parse("arn:evil:sns:us-east-1:111122223333:t").is_err());
         assert!(Arn::parse("arn:aws:sns").is_err());
         let long = "x".repeat(1 << 20);
-        assert!(Arn::parse(&long).unwrap_err().len() < 200, "hostile values are not echoed whole");
+        assert!(
+            Arn::parse(&long).unwrap_err().len() < 200,
+            "hostile values are not echoed whole"
+        );
     }
 
     #[test]
@@ -260,8 +296,12 @@ mod tests {
         let key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
         assert!(check_kms_key_arn(key, Some("eu-west-1")).is_ok());
         assert!(check_kms_key_arn("arn:aws:kms:eu-west-1:111122223333:alias/ami", None).is_ok());
-        assert!(check_kms_key_arn(key, Some("us-east-1")).unwrap_err().contains("regional"));
-        assert!(check_kms_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab", None).unwrap_err().starts_with("not a KMS key ARN"));
+        assert!(check_kms_key_arn(key, Some("us-east-1"))
+            .unwrap_err()
+            .contains("regional"));
+        assert!(check_kms_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab", None)
+            .unwrap_err()
+            .starts_with("not a KMS key ARN"));
     }
 
     #[test]
@@ -273,7 +313,12 @@ mod tests {
             assert!(check_parameter_name(bad).is_err(), "{bad}");
         }
         for reserved in ["/aws/service/x", "ssm-x", "AWS-x"] {
-            assert!(check_writable_parameter_name(reserved).unwrap_err().contains("reserved"), "{reserved}");
+            assert!(
+                check_writable_parameter_name(reserved)
+                    .unwrap_err()
+                    .contains("reserved"),
+                "{reserved}"
+            );
         }
     }
 }

@@ -201,9 +201,17 @@ impl fmt::Display for PolicyErrors {
 impl Policy {
     /// Parses and validates a policy document.
     pub fn parse(text: &[u8]) -> Result<Policy, PolicyErrors> {
-        let root = |message: String| PolicyErrors(vec![PolicyError { path: "$".into(), message }]);
+        let root = |message: String| {
+            PolicyErrors(vec![PolicyError {
+                path: "$".into(),
+                message,
+            }])
+        };
         if text.len() > crate::classify::MAX_INPUT_BYTES {
-            return Err(root(format!("the document is {} bytes; a policy is at most a few KiB", text.len())));
+            return Err(root(format!(
+                "the document is {} bytes; a policy is at most a few KiB",
+                text.len()
+            )));
         }
         let value: Value = serde_json::from_slice(text).map_err(|e| root(format!("not JSON: {e}")))?;
         Self::from_value(&value)
@@ -221,7 +229,10 @@ impl Policy {
     /// Whether an AMI, as an owner-filtered DescribeImages returned it, may be baked on.
     pub fn check_source(&self, ami: &ObservedAmi) -> Result<(), TrustError> {
         if !self.trusted_owners.contains(&ami.owner) {
-            return Err(TrustError::SourceNotTrusted { image_id: ami.image_id.clone(), owner: ami.owner.clone() });
+            return Err(TrustError::SourceNotTrusted {
+                image_id: ami.image_id.clone(),
+                owner: ami.owner.clone(),
+            });
         }
         if let Some(claimed) = &ami.claimed_owner {
             if claimed != &ami.owner {
@@ -233,7 +244,10 @@ impl Policy {
             }
         }
         if ami.state != "available" {
-            return Err(TrustError::SourceNotAvailable { image_id: ami.image_id.clone(), state: ami.state.clone() });
+            return Err(TrustError::SourceNotAvailable {
+                image_id: ami.image_id.clone(),
+                state: ami.state.clone(),
+            });
         }
         Ok(())
     }
@@ -241,7 +255,10 @@ impl Policy {
     /// Whether an AMI of `owner` named `name` is one this policy follows by name pattern.
     /// The owner must match as well as the name: an attacker can copy any name.
     pub fn follows_ami(&self, owner: &AccountId, name: &str) -> bool {
-        self.sources.amis.iter().any(|s| &s.owner == owner && glob_match(&s.name_pattern, name))
+        self.sources
+            .amis
+            .iter()
+            .any(|s| &s.owner == owner && glob_match(&s.name_pattern, name))
     }
 }
 
@@ -260,7 +277,11 @@ pub enum TrustError {
     #[error("source AMI {image_id} is owned by {owner}, which is not a trusted owner")]
     SourceNotTrusted { image_id: AmiId, owner: AccountId },
     #[error("source AMI {image_id} was announced as owned by {claimed} but is owned by {actual}")]
-    OwnerMismatch { image_id: AmiId, claimed: AccountId, actual: AccountId },
+    OwnerMismatch {
+        image_id: AmiId,
+        claimed: AccountId,
+        actual: AccountId,
+    },
     #[error("source AMI {image_id} is {state}, not available")]
     SourceNotAvailable { image_id: AmiId, state: String },
 }
@@ -328,7 +349,10 @@ fn kind_of(v: &Value) -> &'static str {
 impl Reader {
     fn err(&mut self, path: &str, message: impl Into<String>) {
         let path = if path.is_empty() { "$" } else { path };
-        self.errors.push(PolicyError { path: path.to_owned(), message: message.into() });
+        self.errors.push(PolicyError {
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     /// The object at `path`, with unknown keys reported (a misspelt key is an error, not a default).
@@ -338,7 +362,10 @@ impl Reader {
             return None;
         };
         for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.err(&at(path, key), format!("unknown field; expected one of: {}", known.join(", ")));
+            self.err(
+                &at(path, key),
+                format!("unknown field; expected one of: {}", known.join(", ")),
+            );
         }
         Some(map)
     }
@@ -382,7 +409,10 @@ impl Reader {
                 None
             }
             None => {
-                self.err(path, format!("expected a whole number from {min} to {max}, found {}", describe(v)));
+                self.err(
+                    path,
+                    format!("expected a whole number from {min} to {max}, found {}", describe(v)),
+                );
                 None
             }
         }
@@ -419,7 +449,11 @@ impl Reader {
     fn items<'v>(&mut self, v: Option<&'v Value>, path: &str) -> Vec<(String, &'v Value)> {
         match v {
             None => Vec::new(),
-            Some(Value::Array(items)) => items.iter().enumerate().map(|(i, item)| (format!("{path}[{i}]"), item)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{path}[{i}]"), item))
+                .collect(),
             Some(other) => {
                 self.err(path, format!("expected an array, found {}", kind_of(other)));
                 Vec::new()
@@ -433,7 +467,10 @@ impl Reader {
         let found = choices.iter().find(|(name, _)| *name == s).map(|(_, t)| *t);
         if found.is_none() {
             let names: Vec<_> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
-            self.err(path, format!("expected one of {}, found {}", names.join(", "), echo(&s)));
+            self.err(
+                path,
+                format!("expected one of {}, found {}", names.join(", "), echo(&s)),
+            );
         }
         found
     }
@@ -469,9 +506,13 @@ fn ami_name_pattern(s: &str) -> Result<String, String> {
     // EC2 AMI names: letters, digits, ( ) [ ] space . / - ' @ _ ; plus the * and ? wildcards.
     let ok = !s.is_empty()
         && s.chars().count() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "()[] ./-'@_*?".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "()[] ./-'@_*?".contains(c));
     if !ok {
-        return Err(format!("expected an AMI name pattern (1 to 128 name characters, * and ? wildcards), found {}", echo(s)));
+        return Err(format!(
+            "expected an AMI name pattern (1 to 128 name characters, * and ? wildcards), found {}",
+            echo(s)
+        ));
     }
     if s.chars().all(|c| c == '*' || c == '?') {
         return Err("a pattern of wildcards alone follows every AMI the owner publishes; name the image family".into());
@@ -485,19 +526,30 @@ fn org_arn(s: &str) -> Result<String, String> {
         (10..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     });
     if !arn.region.is_empty() || arn.account.is_empty() || !id_ok {
-        return Err(format!("not an organization ARN (arn:aws:organizations::<account>:organization/o-...): {}", echo(s)));
+        return Err(format!(
+            "not an organization ARN (arn:aws:organizations::<account>:organization/o-...): {}",
+            echo(s)
+        ));
     }
     Ok(s.to_owned())
 }
 
 fn ou_arn(s: &str) -> Result<String, String> {
-    let bad = || format!("not an OU ARN (arn:aws:organizations::<account>:ou/o-.../ou-...): {}", echo(s));
+    let bad = || {
+        format!(
+            "not an OU ARN (arn:aws:organizations::<account>:ou/o-.../ou-...): {}",
+            echo(s)
+        )
+    };
     let arn = ids::Arn::parse_kind(s, "organizations", "ou", "an OU ARN").map_err(|_| bad())?;
     let lower_alnum = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let ok = match arn.resource_name().split_once('/') {
         Some((org, ou)) => {
             org.strip_prefix("o-").is_some_and(lower_alnum)
-                && ou.strip_prefix("ou-").and_then(|r| r.split_once('-')).is_some_and(|(a, b)| lower_alnum(a) && lower_alnum(b))
+                && ou
+                    .strip_prefix("ou-")
+                    .and_then(|r| r.split_once('-'))
+                    .is_some_and(|(a, b)| lower_alnum(a) && lower_alnum(b))
         }
         None => false,
     };
@@ -508,19 +560,33 @@ fn ou_arn(s: &str) -> Result<String, String> {
 }
 
 fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
-    const KEYS: &[&str] =
-        &["schemaVersion", "pipelineArn", "description", "sources", "trustedOwners", "gate", "publish", "notify", "retention"];
+    const KEYS: &[&str] = &[
+        "schemaVersion",
+        "pipelineArn",
+        "description",
+        "sources",
+        "trustedOwners",
+        "gate",
+        "publish",
+        "notify",
+        "retention",
+    ];
     let obj = r.object(v, "", KEYS)?;
 
     match r.required(obj, "", "schemaVersion") {
         Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION) => {}
-        Some(other) => r.err("schemaVersion", format!("expected {SCHEMA_VERSION}, found {}", describe(other))),
+        Some(other) => r.err(
+            "schemaVersion",
+            format!("expected {SCHEMA_VERSION}, found {}", describe(other)),
+        ),
         None => {}
     }
     let pipeline_arn = r
         .required(obj, "", "pipelineArn")
         .and_then(|v| r.checked(v, "pipelineArn", |s| ids::check_pipeline_arn(s).map(|()| s.to_owned())));
-    let description = obj.get("description").and_then(|v| r.checked(v, "description", text(1024, "a description")));
+    let description = obj
+        .get("description")
+        .and_then(|v| r.checked(v, "description", text(1024, "a description")));
 
     let trusted_owners = match obj.get("trustedOwners") {
         None => {
@@ -535,10 +601,16 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         }
     };
 
-    let sources = r.required(obj, "", "sources").and_then(|v| read_sources(r, v, &trusted_owners));
+    let sources = r
+        .required(obj, "", "sources")
+        .and_then(|v| read_sources(r, v, &trusted_owners));
     let gate = match obj.get("gate") {
         Some(v) => read_gate(r, v),
-        None => Some(Gate { require_tests_passed: true, max_findings: BTreeMap::new(), on_failure: Quarantine::Deprecate }),
+        None => Some(Gate {
+            require_tests_passed: true,
+            max_findings: BTreeMap::new(),
+            on_failure: Quarantine::Deprecate,
+        }),
     };
     let publish = r.required(obj, "", "publish").and_then(|v| read_publish(r, v));
     let notify = r.required(obj, "", "notify").and_then(|v| read_notify(r, v));
@@ -561,21 +633,33 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
 
 fn read_sources(r: &mut Reader, v: &Value, trusted: &[AccountId]) -> Option<Sources> {
     const P: &str = "sources";
-    let obj = r.object(v, P, &["snsTopics", "amis", "ssmParameters", "upstreamPipelines", "schedules"])?;
-    let sns_topics = r.list(obj.get("snsTopics"), "sources.snsTopics", |s| ids::check_topic_arn(s).map(|()| s.to_owned()));
-    let ssm_parameters =
-        r.list(obj.get("ssmParameters"), "sources.ssmParameters", |s| ids::check_parameter_name(s).map(|()| s.to_owned()));
+    let obj = r.object(
+        v,
+        P,
+        &["snsTopics", "amis", "ssmParameters", "upstreamPipelines", "schedules"],
+    )?;
+    let sns_topics = r.list(obj.get("snsTopics"), "sources.snsTopics", |s| {
+        ids::check_topic_arn(s).map(|()| s.to_owned())
+    });
+    let ssm_parameters = r.list(obj.get("ssmParameters"), "sources.ssmParameters", |s| {
+        ids::check_parameter_name(s).map(|()| s.to_owned())
+    });
     let upstream_pipelines = r.list(obj.get("upstreamPipelines"), "sources.upstreamPipelines", |s| {
         ids::check_pipeline_arn(s).map(|()| s.to_owned())
     });
 
     let mut amis = Vec::new();
     for (p, item) in r.items(obj.get("amis"), "sources.amis") {
-        let Some(o) = r.object(item, &p, &["owner", "namePattern"]) else { continue };
+        let Some(o) = r.object(item, &p, &["owner", "namePattern"]) else {
+            continue;
+        };
         let owner = match o.get("owner") {
             Some(v) => r.checked(v, &at(&p, "owner"), AccountId::parse),
             None => {
-                r.err(&at(&p, "owner"), "missing; an AMI is never chosen by name alone (the whoAMI attack)");
+                r.err(
+                    &at(&p, "owner"),
+                    "missing; an AMI is never chosen by name alone (the whoAMI attack)",
+                );
                 None
             }
         };
@@ -584,7 +668,9 @@ fn read_sources(r: &mut Reader, v: &Value, trusted: &[AccountId]) -> Option<Sour
                 r.err(&at(&p, "owner"), format!("{owner} is not in trustedOwners"));
             }
         }
-        let pattern = r.required(o, &p, "namePattern").and_then(|v| r.checked(v, &at(&p, "namePattern"), ami_name_pattern));
+        let pattern = r
+            .required(o, &p, "namePattern")
+            .and_then(|v| r.checked(v, &at(&p, "namePattern"), ami_name_pattern));
         if let (Some(owner), Some(name_pattern)) = (owner, pattern) {
             amis.push(AmiSource { owner, name_pattern });
         }
@@ -592,10 +678,18 @@ fn read_sources(r: &mut Reader, v: &Value, trusted: &[AccountId]) -> Option<Sour
 
     let mut schedules = Vec::new();
     for (p, item) in r.items(obj.get("schedules"), "sources.schedules") {
-        let Some(o) = r.object(item, &p, &["name", "rebuild"]) else { continue };
-        let name = r.required(o, &p, "name").and_then(|v| r.checked(v, &at(&p, "name"), name_token));
+        let Some(o) = r.object(item, &p, &["name", "rebuild"]) else {
+            continue;
+        };
+        let name = r
+            .required(o, &p, "name")
+            .and_then(|v| r.checked(v, &at(&p, "name"), name_token));
         let rebuild = match o.get("rebuild") {
-            Some(v) => r.choice(v, &at(&p, "rebuild"), &[("always", Rebuild::Always), ("ifBaseChanged", Rebuild::IfBaseChanged)]),
+            Some(v) => r.choice(
+                v,
+                &at(&p, "rebuild"),
+                &[("always", Rebuild::Always), ("ifBaseChanged", Rebuild::IfBaseChanged)],
+            ),
             None => Some(Rebuild::IfBaseChanged),
         };
         if let (Some(name), Some(rebuild)) = (name, rebuild) {
@@ -603,12 +697,21 @@ fn read_sources(r: &mut Reader, v: &Value, trusted: &[AccountId]) -> Option<Sour
         }
     }
 
-    let sources = Sources { sns_topics, amis, ssm_parameters, upstream_pipelines, schedules };
+    let sources = Sources {
+        sns_topics,
+        amis,
+        ssm_parameters,
+        upstream_pipelines,
+        schedules,
+    };
     let declared = ["snsTopics", "amis", "ssmParameters", "upstreamPipelines", "schedules"]
         .iter()
         .any(|k| matches!(obj.get(*k), Some(Value::Array(a)) if !a.is_empty()));
     if !declared {
-        r.err(P, "follows nothing; name at least one SNS topic, AMI family, parameter, upstream pipeline or schedule");
+        r.err(
+            P,
+            "follows nothing; name at least one SNS topic, AMI family, parameter, upstream pipeline or schedule",
+        );
     }
     Some(sources)
 }
@@ -633,10 +736,21 @@ fn read_gate(r: &mut Reader, v: &Value) -> Option<Gate> {
         }
     }
     let on_failure = match obj.get("onFailure") {
-        Some(v) => r.choice(v, "gate.onFailure", &[("deprecate", Quarantine::Deprecate), ("deregister", Quarantine::Deregister)]),
+        Some(v) => r.choice(
+            v,
+            "gate.onFailure",
+            &[
+                ("deprecate", Quarantine::Deprecate),
+                ("deregister", Quarantine::Deregister),
+            ],
+        ),
         None => Some(Quarantine::Deprecate),
     };
-    Some(Gate { require_tests_passed: require_tests_passed?, max_findings, on_failure: on_failure? })
+    Some(Gate {
+        require_tests_passed: require_tests_passed?,
+        max_findings,
+        on_failure: on_failure?,
+    })
 }
 
 fn read_publish(r: &mut Reader, v: &Value) -> Option<Publish> {
@@ -646,16 +760,26 @@ fn read_publish(r: &mut Reader, v: &Value) -> Option<Publish> {
     let mut regions: Vec<TargetRegion> = Vec::new();
     let region_list = r.required(obj, P, "regions");
     if matches!(region_list, Some(Value::Array(a)) if a.is_empty()) {
-        r.err("publish.regions", "empty; list at least the region the pipeline builds in");
+        r.err(
+            "publish.regions",
+            "empty; list at least the region the pipeline builds in",
+        );
     }
     let region_items = r.items(region_list, "publish.regions");
     for (p, item) in region_items {
-        let Some(o) = r.object(item, &p, &["region", "kmsKeyId"]) else { continue };
-        let Some(region) = r.required(o, &p, "region").and_then(|v| r.checked(v, &at(&p, "region"), Region::parse)) else {
+        let Some(o) = r.object(item, &p, &["region", "kmsKeyId"]) else {
+            continue;
+        };
+        let Some(region) = r
+            .required(o, &p, "region")
+            .and_then(|v| r.checked(v, &at(&p, "region"), Region::parse))
+        else {
             continue;
         };
         let kms_key_id = o.get("kmsKeyId").and_then(|v| {
-            r.checked(v, &at(&p, "kmsKeyId"), |s| ids::check_kms_key_arn(s, Some(region.as_str())).map(|()| s.to_owned()))
+            r.checked(v, &at(&p, "kmsKeyId"), |s| {
+                ids::check_kms_key_arn(s, Some(region.as_str())).map(|()| s.to_owned())
+            })
         });
         if regions.iter().any(|t| t.region == region) {
             r.err(&at(&p, "region"), format!("{region} is listed twice"));
@@ -675,7 +799,12 @@ fn read_publish(r: &mut Reader, v: &Value) -> Option<Publish> {
         Some(v) => r.count(v, "publish.concurrency", 1, MAX_CONCURRENCY),
         None => Some(DEFAULT_CONCURRENCY),
     };
-    Some(Publish { regions, share_with: share_with?, ssm_parameters, concurrency: concurrency? })
+    Some(Publish {
+        regions,
+        share_with: share_with?,
+        ssm_parameters,
+        concurrency: concurrency?,
+    })
 }
 
 fn read_share(r: &mut Reader, v: &Value) -> Option<ShareWith> {
@@ -684,7 +813,11 @@ fn read_share(r: &mut Reader, v: &Value) -> Option<ShareWith> {
     let share = ShareWith {
         accounts: r.list(obj.get("accounts"), "publish.shareWith.accounts", AccountId::parse),
         organizations: r.list(obj.get("organizations"), "publish.shareWith.organizations", org_arn),
-        organizational_units: r.list(obj.get("organizationalUnits"), "publish.shareWith.organizationalUnits", ou_arn),
+        organizational_units: r.list(
+            obj.get("organizationalUnits"),
+            "publish.shareWith.organizationalUnits",
+            ou_arn,
+        ),
     };
     let total = share.accounts.len() + share.organizations.len() + share.organizational_units.len();
     if total > MAX_SHARE_ENTITIES {
@@ -695,18 +828,24 @@ fn read_share(r: &mut Reader, v: &Value) -> Option<ShareWith> {
 
 fn read_notify(r: &mut Reader, v: &Value) -> Option<Notify> {
     let obj = r.object(v, "notify", &["topicArn", "channel"])?;
-    let topic_arn =
-        r.required(obj, "notify", "topicArn").and_then(|v| r.checked(v, "notify.topicArn", |s| ids::check_topic_arn(s).map(|()| s.to_owned())));
+    let topic_arn = r
+        .required(obj, "notify", "topicArn")
+        .and_then(|v| r.checked(v, "notify.topicArn", |s| ids::check_topic_arn(s).map(|()| s.to_owned())));
     let channel = match obj.get("channel") {
         Some(v) => r.checked(v, "notify.channel", name_token),
         None => Some(DEFAULT_CHANNEL.to_owned()),
     };
-    Some(Notify { topic_arn: topic_arn?, channel: channel? })
+    Some(Notify {
+        topic_arn: topic_arn?,
+        channel: channel?,
+    })
 }
 
 fn read_retention(r: &mut Reader, v: &Value) -> Option<Retention> {
     let obj = r.object(v, "retention", &["keep"])?;
-    let keep = r.required(obj, "retention", "keep").and_then(|v| r.count(v, "retention.keep", 1, 1000))?;
+    let keep = r
+        .required(obj, "retention", "keep")
+        .and_then(|v| r.count(v, "retention.keep", 1, 1000))?;
     Some(Retention { keep })
 }
 
@@ -719,7 +858,12 @@ mod tests {
     const BROKEN: &str = include_str!("../../../schema/examples/broken.json");
 
     fn errors(doc: &str) -> Vec<String> {
-        Policy::parse(doc.as_bytes()).unwrap_err().0.iter().map(ToString::to_string).collect()
+        Policy::parse(doc.as_bytes())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn acct(s: &str) -> AccountId {
@@ -736,11 +880,24 @@ mod tests {
     #[test]
     fn full_example_parses() {
         let p = Policy::parse(WEB_APP.as_bytes()).unwrap();
-        assert_eq!(p.pipeline_arn, "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web-app");
-        assert_eq!(p.sources.amis, [AmiSource { owner: acct("444455556666"), name_pattern: "soe-al2023-*".into() }]);
+        assert_eq!(
+            p.pipeline_arn,
+            "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web-app"
+        );
+        assert_eq!(
+            p.sources.amis,
+            [AmiSource {
+                owner: acct("444455556666"),
+                name_pattern: "soe-al2023-*".into()
+            }]
+        );
         assert_eq!(p.sources.schedules[0].rebuild, Rebuild::IfBaseChanged);
         assert_eq!(p.gate.max_findings.get(&Severity::Medium), Some(&10));
-        assert_eq!(p.gate.max_findings.get(&Severity::Low), None, "absent severity is unlimited");
+        assert_eq!(
+            p.gate.max_findings.get(&Severity::Low),
+            None,
+            "absent severity is unlimited"
+        );
         let regions: Vec<_> = p.publish.regions.iter().map(|r| r.region.as_str()).collect();
         assert_eq!(regions, ["us-east-1", "eu-west-1", "ap-southeast-2"]);
         assert!(p.publish.regions[0].kms_key_id.is_none());
@@ -785,7 +942,11 @@ mod tests {
             "retention.keep: 0 is out of range",
         ];
         for w in want {
-            assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in\n{}", got.join("\n"));
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in\n{}",
+                got.join("\n")
+            );
         }
         assert_eq!(got.len(), want.len(), "unexpected extra errors:\n{}", got.join("\n"));
     }
@@ -845,9 +1006,17 @@ mod tests {
 
     #[test]
     fn sharing_is_capped_at_the_aws_limit() {
-        let accounts: Vec<String> = (0..=MAX_SHARE_ENTITIES).map(|i| format!("{:012}", 200_000_000_000u64 + i as u64)).collect();
-        let got = errors(&web_app_with(|v| v["publish"]["shareWith"]["accounts"] = serde_json::json!(accounts)));
-        assert!(got.iter().any(|g| g.starts_with("publish.shareWith: 1002 sharing entities")), "{got:?}");
+        let accounts: Vec<String> = (0..=MAX_SHARE_ENTITIES)
+            .map(|i| format!("{:012}", 200_000_000_000u64 + i as u64))
+            .collect();
+        let got = errors(&web_app_with(|v| {
+            v["publish"]["shareWith"]["accounts"] = serde_json::json!(accounts)
+        }));
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("publish.shareWith: 1002 sharing entities")),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -872,12 +1041,21 @@ mod tests {
     #[test]
     fn only_trusted_available_sources_are_baked() {
         let p = Policy::parse(WEB_APP.as_bytes()).unwrap();
-        assert_eq!(p.check_source(&observed("444455556666", "available", Some("444455556666"))), Ok(()));
-        let untrusted = p.check_source(&observed("999988887777", "available", None)).unwrap_err();
+        assert_eq!(
+            p.check_source(&observed("444455556666", "available", Some("444455556666"))),
+            Ok(())
+        );
+        let untrusted = p
+            .check_source(&observed("999988887777", "available", None))
+            .unwrap_err();
         assert_eq!(untrusted.error_type(), "SourceNotTrusted");
-        assert!(untrusted.to_string().contains("999988887777, which is not a trusted owner"));
+        assert!(untrusted
+            .to_string()
+            .contains("999988887777, which is not a trusted owner"));
         // The event said the SOE account owns it; EC2 says otherwise: refuse.
-        let spoofed = p.check_source(&observed("444455556666", "available", Some("111122223333"))).unwrap_err();
+        let spoofed = p
+            .check_source(&observed("444455556666", "available", Some("111122223333")))
+            .unwrap_err();
         assert!(matches!(spoofed, TrustError::OwnerMismatch { .. }));
         assert_eq!(spoofed.error_type(), "SourceNotTrusted");
         let pending = p.check_source(&observed("444455556666", "pending", None)).unwrap_err();

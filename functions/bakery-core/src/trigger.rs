@@ -64,11 +64,23 @@ pub enum Origin {
     /// "EC2 AMI State Change" to available.
     AmiStateChange { account: AccountId, region: Region },
     /// "EC2 Image Builder Image State Change" to AVAILABLE; AMIs come from GetImage.
-    UpstreamImage { image_arn: String, account: AccountId, region: Region },
+    UpstreamImage {
+        image_arn: String,
+        account: AccountId,
+        region: Region,
+    },
     /// "Parameter Store Change" (Create or Update); the value is read with GetParameter.
-    ParameterChange { name: String, operation: String, account: AccountId, region: Region },
+    ParameterChange {
+        name: String,
+        operation: String,
+        account: AccountId,
+        region: Region,
+    },
     /// An EventBridge rule schedule or an EventBridge Scheduler schedule fired.
-    Schedule { schedule_arn: String, scheduled_time: Option<DateTime<Utc>> },
+    Schedule {
+        schedule_arn: String,
+        scheduled_time: Option<DateTime<Utc>>,
+    },
     /// An operator asked for a bake of one pipeline.
     Manual {
         pipeline_arn: String,

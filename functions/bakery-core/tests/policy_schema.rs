@@ -28,30 +28,66 @@ fn examples_agree_with_the_schema() {
     assert!(Policy::from_value(&broken).is_err());
 }
 
+/// A named change to the web-app example that breaks a structural rule.
+type Breakage = (&'static str, fn(&mut Value));
+
 #[test]
 fn structural_violations_are_refused_by_both() {
     let schema = validator();
     let base = read("examples/web-app.json");
-    let edits: &[(&str, fn(&mut Value))] = &[
+    let edits: &[Breakage] = &[
         ("unknown top-level field", (|v| v["pipelineName"] = json!("web"))),
         ("schemaVersion 2", (|v| v["schemaVersion"] = json!(2))),
-        ("missing trustedOwners", (|v| drop(v.as_object_mut().unwrap().remove("trustedOwners")))),
+        (
+            "missing trustedOwners",
+            (|v| drop(v.as_object_mut().unwrap().remove("trustedOwners"))),
+        ),
         ("empty trustedOwners", (|v| v["trustedOwners"] = json!([]))),
-        ("name-only AMI source", (|v| v["sources"]["amis"] = json!([{"namePattern": "soe-*"}]))),
-        ("bad account", (|v| v["publish"]["shareWith"]["accounts"] = json!(["12345"]))),
-        ("bad region", (|v| v["publish"]["regions"][0]["region"] = json!("Europe"))),
+        (
+            "name-only AMI source",
+            (|v| v["sources"]["amis"] = json!([{"namePattern": "soe-*"}])),
+        ),
+        (
+            "bad account",
+            (|v| v["publish"]["shareWith"]["accounts"] = json!(["12345"])),
+        ),
+        (
+            "bad region",
+            (|v| v["publish"]["regions"][0]["region"] = json!("Europe")),
+        ),
         ("no regions", (|v| v["publish"]["regions"] = json!([]))),
-        ("kms key id not an ARN", (|v| v["publish"]["regions"][1]["kmsKeyId"] = json!("alias/ami"))),
-        ("negative finding limit", (|v| v["gate"]["maxFindings"]["high"] = json!(-1))),
+        (
+            "kms key id not an ARN",
+            (|v| v["publish"]["regions"][1]["kmsKeyId"] = json!("alias/ami")),
+        ),
+        (
+            "negative finding limit",
+            (|v| v["gate"]["maxFindings"]["high"] = json!(-1)),
+        ),
         ("unknown severity", (|v| v["gate"]["maxFindings"]["severe"] = json!(0))),
         ("unknown onFailure", (|v| v["gate"]["onFailure"] = json!("ignore"))),
         ("concurrency 0", (|v| v["publish"]["concurrency"] = json!(0))),
-        ("topic is a queue", (|v| v["notify"]["topicArn"] = json!("arn:aws:sqs:us-east-1:111122223333:q"))),
-        ("reserved parameter", (|v| v["publish"]["ssmParameters"] = json!(["/aws/mine"]))),
-        ("relative hierarchical parameter", (|v| v["sources"]["ssmParameters"] = json!(["soe/latest"]))),
+        (
+            "topic is a queue",
+            (|v| v["notify"]["topicArn"] = json!("arn:aws:sqs:us-east-1:111122223333:q")),
+        ),
+        (
+            "reserved parameter",
+            (|v| v["publish"]["ssmParameters"] = json!(["/aws/mine"])),
+        ),
+        (
+            "relative hierarchical parameter",
+            (|v| v["sources"]["ssmParameters"] = json!(["soe/latest"])),
+        ),
         ("retention keep 0", (|v| v["retention"]["keep"] = json!(0))),
-        ("rebuild sometimes", (|v| v["sources"]["schedules"][0]["rebuild"] = json!("sometimes"))),
-        ("OU id as bare id", (|v| v["publish"]["shareWith"]["organizationalUnits"] = json!(["ou-ab12-34cd56ef"]))),
+        (
+            "rebuild sometimes",
+            (|v| v["sources"]["schedules"][0]["rebuild"] = json!("sometimes")),
+        ),
+        (
+            "OU id as bare id",
+            (|v| v["publish"]["shareWith"]["organizationalUnits"] = json!(["ou-ab12-34cd56ef"])),
+        ),
     ];
     for (what, edit) in edits {
         let mut doc = base.clone();

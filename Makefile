@@ -1,0 +1,48 @@
+# The front door: `make demo` and `make test`. Each installs what it needs (pinned) itself.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+NEXTEST_VERSION := 0.9.143
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := classify classify_wrapped policy
+
+.PHONY: test demo fuzz lint unit tools
+
+## make test: formatting, lints, then every test in the workspace.
+test: lint unit
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: tools
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+tools:
+	@$(CARGO) nextest --version 2>/dev/null | grep -q "$(NEXTEST_VERSION)" \
+	  || $(CARGO) install cargo-nextest --version $(NEXTEST_VERSION) --locked
+
+## make demo: what Bakery makes of a real-shaped SOE release, and a policy check.
+## The bake end to end on the local AWS comes with the local AWS (issues 3 and 4).
+demo:
+	$(CARGO) build --locked -q -p bakery
+	@echo "== An SOE team publishes a release on SNS; Bakery classifies it:"
+	./target/debug/bakery classify events/sns/soe-release.json
+	@echo "== A hostile release that names its AMI instead of giving its ID is refused (exit 2):"
+	-./target/debug/bakery classify events/malformed/sns-soe-release-ami-by-name.json
+	@echo "== The web-app pipeline's bake policy is valid:"
+	./target/debug/bakery policy validate schema/examples/web-app.json
+	@echo "== A broken policy gets every error at once, each with its path (exit 2):"
+	-./target/debug/bakery policy validate schema/examples/broken.json
+	@echo "== The end-to-end bake on the local AWS arrives with the local AWS (see README, Status)."
+
+## make fuzz: every fuzz target for FUZZ_SECONDS each (libFuzzer through cargo-fuzz).
+fuzz:
+	@$(CARGO) fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" \
+	  || $(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t events schema/examples \
+	    -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 || exit 1; \
+	done
