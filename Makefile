@@ -15,7 +15,11 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# The integration tests run the function binaries on the local AWS: build them first.
+# moto is installed on first use by local/moto-venv.sh (pinned, in .venv).
 unit: tools
+	$(CARGO) build --workspace --bins --locked
+	bash local/moto-venv.sh >/dev/null
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
 tools:

@@ -1,4 +1,4 @@
-//! `bakery`: classify an event, validate bake policies.
+//! `bakery`: classify an event, validate bake policies, run the local AWS.
 //!
 //! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
 
@@ -31,6 +31,21 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The local AWS (moto and the gateway) that the demo and the tests run on.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Start moto and the gateway on free ports, print the environment to use, run until interrupted.
+    Up {
+        /// The repository (template.yaml, local/); found from the current directory by default.
+        #[arg(long)]
+        repo: Option<std::path::PathBuf>,
     },
 }
 

@@ -1,0 +1,94 @@
+//! The test knobs of the local AWS, over its admin API (`/_bakery/*` on the gateway's port).
+
+use crate::http::{full, Body};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use imagebuilder_emulator::FindingCounts;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("admin call {path} failed: {message}")]
+pub struct AdminError {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Clone)]
+pub struct AdminClient {
+    base: String,
+    client: Client<HttpConnector, Body>,
+}
+
+impl AdminClient {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            base: format!("{}/_bakery", endpoint.trim_end_matches('/')),
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Result<Value, AdminError> {
+        let err = |message: String| AdminError { path: path.to_owned(), message };
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(full(body.to_string()))
+            .map_err(|e| err(e.to_string()))?;
+        let resp = self.client.request(req).await.map_err(|e| err(e.to_string()))?;
+        let status = resp.status();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| err(e.to_string()))?.to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(err(format!("{status}: {v}")))
+        }
+    }
+
+    /// The next `count` calls of `service`'s `operation` fail with that protocol's throttling error.
+    pub async fn throttle(&self, service: &str, operation: &str, count: u32) -> Result<(), AdminError> {
+        self.call("POST", "throttle", json!({"service": service, "operation": operation, "count": count})).await.map(drop)
+    }
+
+    /// The next build fails in `phase` ("BUILDING" or "TESTING") with `reason`.
+    pub async fn fail_next_build(&self, phase: &str, reason: &str) -> Result<(), AdminError> {
+        self.call("POST", "imagebuilder/fail-next-build", json!({"phase": phase, "reason": reason})).await.map(drop)
+    }
+
+    /// Scan findings that builds completing from now on carry.
+    pub async fn set_scan_findings(&self, counts: &FindingCounts) -> Result<(), AdminError> {
+        let body = serde_json::to_value(counts).map_err(|e| AdminError { path: "scan-findings".into(), message: e.to_string() })?;
+        self.call("POST", "imagebuilder/scan-findings", body).await.map(drop)
+    }
+
+    pub async fn set_phase_durations(&self, each: Duration) -> Result<(), AdminError> {
+        let ms = each.as_millis() as u64;
+        let body = json!({"pendingMs": ms, "buildingMs": ms, "testingMs": ms, "distributingMs": ms});
+        self.call("POST", "imagebuilder/phase-durations", body).await.map(drop)
+    }
+
+    /// The next `count` Image Builder state-change events are lost.
+    pub async fn drop_next_state_change_events(&self, count: u32) -> Result<(), AdminError> {
+        self.call("POST", "imagebuilder/drop-events", json!({"count": count})).await.map(drop)
+    }
+
+    /// Fires a template schedule now; returns the payload the function was invoked with.
+    pub async fn fire_schedule(&self, name: &str) -> Result<Value, AdminError> {
+        Ok(self.call("POST", &format!("schedules/{name}/fire"), json!({})).await?["payload"].take())
+    }
+
+    /// Every event put on the local bus so far.
+    pub async fn events(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("events").await
+    }
+
+    /// Every asynchronous invocation so far: `{function, attempt, status, request, response}`.
+    pub async fn invocations(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("invocations").await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<Value>, AdminError> {
+        Ok(self.call("GET", path, Value::Null).await?.as_array().cloned().unwrap_or_default())
+    }
+}

@@ -1,0 +1,467 @@
+//! The gateway: one port in front of moto. Lambda Invoke runs the function binaries, Image
+//! Builder goes to the emulator, EventBridge PutEvents is delivered by the template's rules,
+//! `/_bakery/*` is the admin API for tests, and every other request passes unchanged to moto.
+
+use crate::http::{aws_json_error, full, json_response, response, Body};
+use crate::lambda::{Lambdas, Outcome};
+use crate::pattern;
+use crate::template::{Rule, Schedule};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use imagebuilder_emulator::{Emulator, FailPhase, FindingCounts, PhaseDurations};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many times Lambda retries a failed asynchronous invocation by default.
+const ASYNC_RETRIES: u32 = 2;
+
+pub struct Gateway {
+    pub lambdas: Lambdas,
+    pub emulator: Arc<Emulator>,
+    pub rules: Vec<Rule>,
+    pub schedules: Vec<Schedule>,
+    pub region: String,
+    pub account: String,
+    moto: String,
+    client: Client<HttpConnector, Body>,
+    sqs: aws_sdk_sqs::Client,
+    /// (service, operation) → calls still to throttle.
+    throttles: Mutex<HashMap<(String, String), u32>>,
+    /// Every event put on the bus, in order, for tests and `bakery local`.
+    events: Mutex<Vec<Value>>,
+    /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
+    invocations: Mutex<Vec<Value>>,
+    /// Async delay between Lambda's retries of a failed asynchronous invocation.
+    retry_delay: Duration,
+}
+
+impl Gateway {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        lambdas: Lambdas,
+        emulator: Arc<Emulator>,
+        rules: Vec<Rule>,
+        schedules: Vec<Schedule>,
+        region: String,
+        account: String,
+        moto: String,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            lambdas,
+            emulator,
+            rules,
+            schedules,
+            region,
+            account,
+            moto,
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            sqs,
+            throttles: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
+            invocations: Mutex::new(Vec::new()),
+            retry_delay: Duration::from_millis(200),
+        })
+    }
+
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()) else {
+            return aws_json_error(400, "SerializationException", "cannot read the request body");
+        };
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        if let Some(admin) = path.strip_prefix("/_bakery/") {
+            return self.admin(&parts.method, admin, &body).await;
+        }
+        let service = service_of(&parts.headers, &path);
+        let operation = operation_of(&service, &parts.headers, &path, &query, &body);
+        if self.take_throttle(&service, &operation) {
+            tracing::info!(%service, %operation, "throttled by a test knob");
+            return throttled(&service);
+        }
+        match service.as_str() {
+            "lambda" if operation == "Invoke" => self.invoke_api(&path, &parts.headers, body).await,
+            "imagebuilder" => {
+                let r = self.emulator.handle(parts.method.as_str(), &path, &query, &body).await;
+                let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                response(r.status, &headers, r.body)
+            }
+            "events" if operation == "PutEvents" => self.put_events_api(&body).await,
+            _ => self.proxy(parts, body).await,
+        }
+    }
+
+    // ------------------------------------------------------------ Lambda
+
+    async fn invoke_api(self: &Arc<Self>, path: &str, headers: &hyper::HeaderMap, payload: Bytes) -> Response<Body> {
+        // /2015-03-31/functions/{FunctionName}/invocations; the name may be a URL-encoded ARN.
+        let raw = path.trim_start_matches("/2015-03-31/functions/").trim_end_matches("/invocations");
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+        let name = function_name(&decoded);
+        if self.lambdas.spec(&name).is_none() {
+            let arn = format!("arn:aws:lambda:{}:{}:function:{name}", self.region, self.account);
+            return aws_json_error(404, "ResourceNotFoundException", &format!("Function not found: {arn}"));
+        }
+        let invocation_type = headers.get("X-Amz-Invocation-Type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse");
+        match invocation_type {
+            "Event" => {
+                self.invoke_async(name, payload);
+                response(202, &[], Bytes::new())
+            }
+            "DryRun" => response(204, &[], Bytes::new()),
+            _ => match self.lambdas.invoke(&name, payload).await {
+                Some(Outcome::Success(body)) => response(200, &[("X-Amz-Executed-Version", "$LATEST")], body),
+                Some(Outcome::FunctionError(body)) => response(
+                    200,
+                    &[("X-Amz-Executed-Version", "$LATEST"), ("X-Amz-Function-Error", "Unhandled")],
+                    body,
+                ),
+                None => aws_json_error(404, "ResourceNotFoundException", "Function not found"),
+            },
+        }
+    }
+
+    /// An asynchronous invocation as Lambda runs it: retried on error, then sent to the
+    /// function's dead-letter queue (or on-failure destination) if it still fails.
+    pub fn invoke_async(self: &Arc<Self>, function: String, payload: Bytes) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            for attempt in 0..=ASYNC_RETRIES {
+                if attempt > 0 {
+                    tokio::time::sleep(this.retry_delay).await;
+                }
+                let outcome = this.lambdas.invoke(&function, payload.clone()).await;
+                this.record(&function, attempt, &payload, outcome.as_ref());
+                match outcome {
+                    Some(Outcome::Success(_)) | None => return,
+                    Some(Outcome::FunctionError(e)) => last = Some(e),
+                }
+            }
+            let error = last.unwrap_or_default();
+            tracing::warn!(%function, error = %String::from_utf8_lossy(&error), "async invocation failed after retries");
+            this.dead_letter(&function, &payload, &error).await;
+        });
+    }
+
+    fn record(&self, function: &str, attempt: u32, payload: &[u8], outcome: Option<&Outcome>) {
+        let parse = |b: &[u8]| serde_json::from_slice(b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into()));
+        let (status, response) = match outcome {
+            Some(Outcome::Success(b)) => ("success", parse(b)),
+            Some(Outcome::FunctionError(b)) => ("error", parse(b)),
+            None => ("missing", Value::Null),
+        };
+        let entry = json!({"function": function, "attempt": attempt, "status": status, "request": parse(payload), "response": response});
+        if let Ok(mut log) = self.invocations.lock() {
+            log.push(entry);
+        }
+    }
+
+    async fn dead_letter(&self, function: &str, payload: &[u8], error: &[u8]) {
+        let Some(queue_arn) = self.lambdas.spec(function).and_then(|f| f.on_failure.clone()) else { return };
+        let queue_name = queue_arn.rsplit(':').next().unwrap_or_default();
+        let url = match self.sqs.get_queue_url().queue_name(queue_name).send().await {
+            Ok(out) => out.queue_url.unwrap_or_default(),
+            Err(e) => return tracing::error!(%queue_arn, error = %e.into_service_error(), "no dead-letter queue"),
+        };
+        let err: Value = serde_json::from_slice(error).unwrap_or(Value::Null);
+        let attr = |v: &str| {
+            aws_sdk_sqs::types::MessageAttributeValue::builder().data_type("String").string_value(v).build().ok()
+        };
+        let mut send = self.sqs.send_message().queue_url(url).message_body(String::from_utf8_lossy(payload));
+        for (k, v) in [
+            ("ErrorCode", "200"),
+            ("ErrorMessage", err["errorMessage"].as_str().unwrap_or_default()),
+            ("ErrorType", err["errorType"].as_str().unwrap_or_default()),
+        ] {
+            if let Some(a) = attr(if v.is_empty() { "-" } else { v }) {
+                send = send.message_attributes(k, a);
+            }
+        }
+        if let Err(e) = send.send().await {
+            tracing::error!(%queue_arn, error = %e.into_service_error(), "cannot dead-letter");
+        }
+    }
+
+    // ------------------------------------------------------------ EventBridge
+
+    async fn put_events_api(self: &Arc<Self>, body: &[u8]) -> Response<Body> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            source: Option<String>,
+            detail_type: Option<String>,
+            detail: Option<String>,
+            #[serde(default)]
+            resources: Vec<String>,
+            time: Option<f64>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct PutEvents {
+            entries: Vec<Entry>,
+        }
+        let Ok(req) = serde_json::from_slice::<PutEvents>(body) else {
+            return aws_json_error(400, "ValidationException", "PutEvents needs Entries");
+        };
+        let mut results = Vec::new();
+        let mut failed = 0;
+        for e in req.entries {
+            let detail = e.detail.as_deref().map(serde_json::from_str::<Value>);
+            match (e.source, e.detail_type, detail) {
+                (Some(source), Some(detail_type), Some(Ok(detail))) if detail.is_object() => {
+                    let time = e
+                        .time
+                        .and_then(|t| chrono::DateTime::from_timestamp(t as i64, 0))
+                        .unwrap_or_else(chrono::Utc::now);
+                    let event = self.envelope(&source, &detail_type, e.resources, detail, time);
+                    results.push(json!({"EventId": event["id"]}));
+                    self.deliver(event);
+                }
+                _ => {
+                    failed += 1;
+                    results.push(json!({"ErrorCode": "MalformedDetail", "ErrorMessage": "Source, DetailType and a JSON object Detail are required"}));
+                }
+            }
+        }
+        json_response(200, &json!({"FailedEntryCount": failed, "Entries": results}))
+    }
+
+    pub fn envelope(&self, source: &str, detail_type: &str, resources: Vec<String>, detail: Value, time: chrono::DateTime<chrono::Utc>) -> Value {
+        json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": detail_type,
+            "source": source,
+            "account": self.account,
+            "time": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "region": self.region,
+            "resources": resources,
+            "detail": detail,
+        })
+    }
+
+    /// Puts one event on the local bus: every matching rule invokes its function asynchronously.
+    pub fn deliver(self: &Arc<Self>, event: Value) {
+        if let Ok(mut log) = self.events.lock() {
+            log.push(event.clone());
+        }
+        let payload = Bytes::from(event.to_string());
+        for rule in self.rules.iter().filter(|r| pattern::matches(&r.pattern, &event)) {
+            tracing::info!(rule = %rule.name, function = %rule.function, detail_type = %event["detail-type"], "delivering event");
+            self.invoke_async(rule.function.clone(), payload.clone());
+        }
+    }
+
+    /// Fires a schedule by hand: Scheduler's Input with its context attributes filled in, or
+    /// the "Scheduled Event" a rule schedule sends.
+    pub fn fire_schedule(self: &Arc<Self>, name: &str) -> Option<Value> {
+        let s = self.schedules.iter().find(|s| s.name == name)?;
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let payload = match (&s.input, s.scheduler) {
+            (Some(input), true) => {
+                let arn = format!("arn:aws:scheduler:{}:{}:schedule/default/{}", self.region, self.account, s.name);
+                let filled = input
+                    .replace("<aws.scheduler.schedule-arn>", &arn)
+                    .replace("<aws.scheduler.scheduled-time>", &now)
+                    .replace("<aws.scheduler.execution-id>", &uuid::Uuid::new_v4().simple().to_string()[..16])
+                    .replace("<aws.scheduler.attempt-number>", "1");
+                serde_json::from_str(&filled).unwrap_or(Value::String(filled))
+            }
+            (Some(input), false) => serde_json::from_str(input).unwrap_or(Value::String(input.clone())),
+            (None, scheduler) => {
+                let (source, arn) = if scheduler {
+                    ("aws.scheduler", format!("arn:aws:scheduler:{}:{}:schedule/default/{}", self.region, self.account, s.name))
+                } else {
+                    ("aws.events", format!("arn:aws:events:{}:{}:rule/{}", self.region, self.account, s.name))
+                };
+                self.envelope(source, "Scheduled Event", vec![arn], json!({}), chrono::Utc::now())
+            }
+        };
+        self.invoke_async(s.function.clone(), Bytes::from(payload.to_string()));
+        Some(payload)
+    }
+
+    // ------------------------------------------------------------ admin (test knobs)
+
+    async fn admin(self: &Arc<Self>, method: &hyper::Method, path: &str, body: &[u8]) -> Response<Body> {
+        let arg: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+        let ok = || json_response(200, &json!({"ok": true}));
+        let bad = |m: &str| json_response(400, &json!({"error": m}));
+        match (method.as_str(), path) {
+            ("GET", "health") => ok(),
+            ("GET", "events") => json_response(200, &json!(self.events.lock().map(|e| e.clone()).unwrap_or_default())),
+            ("GET", "invocations") => {
+                json_response(200, &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()))
+            }
+            ("POST", "throttle") => {
+                let (Some(service), Some(operation)) = (arg["service"].as_str(), arg["operation"].as_str()) else {
+                    return bad("service and operation are required");
+                };
+                let count = arg["count"].as_u64().unwrap_or(1) as u32;
+                if let Ok(mut t) = self.throttles.lock() {
+                    t.insert((service.to_owned(), operation.to_owned()), count);
+                }
+                ok()
+            }
+            ("POST", "imagebuilder/fail-next-build") => {
+                let phase = match arg["phase"].as_str() {
+                    Some("BUILDING") => FailPhase::Building,
+                    Some("TESTING") => FailPhase::Testing,
+                    _ => return bad("phase is BUILDING or TESTING"),
+                };
+                self.emulator.fail_next_build(phase, arg["reason"].as_str().unwrap_or("failed by a test knob").to_owned());
+                ok()
+            }
+            ("POST", "imagebuilder/scan-findings") => match serde_json::from_value::<FindingCounts>(arg) {
+                Ok(counts) => {
+                    self.emulator.set_next_scan_findings(counts);
+                    ok()
+                }
+                Err(e) => bad(&e.to_string()),
+            },
+            ("POST", "imagebuilder/phase-durations") => {
+                let ms = |k: &str| Duration::from_millis(arg[k].as_u64().unwrap_or(200));
+                self.emulator.set_phase_durations(PhaseDurations {
+                    pending: ms("pendingMs"),
+                    building: ms("buildingMs"),
+                    testing: ms("testingMs"),
+                    distributing: ms("distributingMs"),
+                });
+                ok()
+            }
+            ("POST", "imagebuilder/drop-events") => {
+                self.emulator.drop_next_state_change_events(arg["count"].as_u64().unwrap_or(1) as u32);
+                ok()
+            }
+            ("POST", p) if p.starts_with("schedules/") && p.ends_with("/fire") => {
+                let name = p.trim_start_matches("schedules/").trim_end_matches("/fire");
+                match self.fire_schedule(name) {
+                    Some(payload) => json_response(200, &json!({"payload": payload})),
+                    None => json_response(404, &json!({"error": format!("no schedule named {name}")})),
+                }
+            }
+            _ => json_response(404, &json!({"error": format!("no admin operation {method} /_bakery/{path}")})),
+        }
+    }
+
+    fn take_throttle(&self, service: &str, operation: &str) -> bool {
+        let Ok(mut t) = self.throttles.lock() else { return false };
+        match t.get_mut(&(service.to_owned(), operation.to_owned())) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ------------------------------------------------------------ moto
+
+    async fn proxy(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
+        let path_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("{}{}", self.moto, path_query);
+        let mut req = Request::builder().method(parts.method).uri(uri);
+        for (k, v) in &parts.headers {
+            req = req.header(k, v);
+        }
+        let Ok(req) = req.body(full(body)) else {
+            return aws_json_error(400, "InvalidRequest", "cannot forward the request");
+        };
+        match self.client.request(req).await {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+                Response::from_parts(parts, full(bytes))
+            }
+            Err(e) => aws_json_error(502, "ServiceUnavailable", &format!("moto did not answer: {e}")),
+        }
+    }
+}
+
+/// The service a request is for: the SigV4 credential scope, or the path for unsigned calls.
+fn service_of(headers: &hyper::HeaderMap, path: &str) -> String {
+    let scope = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3));
+    match scope {
+        Some(s) => s.to_owned(),
+        None if path.starts_with("/2015-03-31/functions/") => "lambda".into(),
+        None => String::new(),
+    }
+}
+
+/// The operation name, for throttle knobs: awsJson's X-Amz-Target, the query protocol's
+/// Action, or the path for the REST protocols.
+fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &str, body: &[u8]) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or_default().to_owned();
+    }
+    let form = if query.contains("Action=") { query.as_bytes() } else { body };
+    if let Some(action) = form.split(|&b| b == b'&').find_map(|kv| kv.strip_prefix(b"Action=")) {
+        return String::from_utf8_lossy(action).into_owned();
+    }
+    match service {
+        "lambda" if path.ends_with("/invocations") => "Invoke".into(),
+        _ => path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// A throttling error in the shape each protocol uses, so the SDKs classify it as throttling.
+fn throttled(service: &str) -> Response<Body> {
+    match service {
+        "ec2" => response(
+            503,
+            &[("Content-Type", "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>\
+             <Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>",
+        ),
+        "sns" | "sqs" | "sts" | "iam" => response(
+            400,
+            &[("Content-Type", "text/xml")],
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
+             <RequestId>throttled</RequestId></ErrorResponse>",
+        ),
+        "imagebuilder" => aws_json_error(429, "CallRateLimitExceededException", "Rate exceeded"),
+        _ => aws_json_error(400, "ThrottlingException", "Rate exceeded"),
+    }
+}
+
+/// `name`, `name:qualifier`, `arn:aws:lambda:region:account:function:name[:qualifier]` → name.
+fn function_name(s: &str) -> String {
+    match s.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or_default().to_owned(),
+        None => s.split(':').next().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names() {
+        assert_eq!(function_name("trigger"), "trigger");
+        assert_eq!(function_name("trigger:$LATEST"), "trigger");
+        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:bakery-Trigger"), "bakery-Trigger");
+        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live"), "f");
+    }
+
+    #[test]
+    fn operations() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(operation_of("ec2", &h, "/", "", b"Action=CopyImage&Version=2016-11-15"), "CopyImage");
+        assert_eq!(operation_of("imagebuilder", &h, "/StartImagePipelineExecution", "", b"{}"), "StartImagePipelineExecution");
+        assert_eq!(operation_of("lambda", &h, "/2015-03-31/functions/f/invocations", "", b"{}"), "Invoke");
+        h.insert("x-amz-target", "AWSStepFunctions.StartExecution".parse().unwrap());
+        assert_eq!(operation_of("states", &h, "/", "", b"{}"), "StartExecution");
+    }
+}

@@ -1,0 +1,39 @@
+//! Small HTTP helpers shared by the gateway's services.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+pub type Body = Full<Bytes>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+}
+
+pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, hyper::Error> {
+    Ok(req.into_body().collect().await?.to_bytes())
+}
+
+pub fn json_response(status: u16, v: &serde_json::Value) -> Response<Body> {
+    response(status, &[("Content-Type", "application/json")], v.to_string())
+}
+
+/// Every answer carries a request id: moto's Step Functions interpreter fails a Task
+/// (States.Runtime, past any Retry or Catch) on an error response without one.
+pub fn response(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<Body> {
+    let mut b = Response::builder().status(status).header("x-amzn-RequestId", uuid::Uuid::new_v4().to_string());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(full(body)).unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// An error as the restJson1 and awsJson protocols send it.
+pub fn aws_json_error(status: u16, code: &str, message: &str) -> Response<Body> {
+    response(
+        status,
+        &[("Content-Type", "application/json"), ("x-amzn-ErrorType", code)],
+        serde_json::json!({"__type": code, "message": message, "Message": message}).to_string(),
+    )
+}
