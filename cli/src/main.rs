@@ -118,19 +118,64 @@ fn validate_files(files: &[String]) -> Outcome {
     outcome
 }
 
-fn main() -> ExitCode {
+/// Runs the local AWS until Ctrl-C or SIGTERM; dropping it stops moto and every function process.
+async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let repo = repo.unwrap_or_else(|| gateway::repo_root(&cwd));
+    let aws = match gateway::LocalAws::start(gateway::Options::for_repo(repo)).await {
+        Ok(aws) => aws,
+        Err(e) => return Outcome::problem(format!("local up: {e}")),
+    };
+    let mut env = String::new();
+    for (k, v) in aws.env() {
+        env.push_str(&format!("export {k}={v}\n"));
+    }
+    // Not needed by clients; for looking at moto directly.
+    env.push_str(&format!("export BAKERY_MOTO_ENDPOINT={}\n", aws.moto_endpoint));
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(env.as_bytes())
+        .and_then(|()| std::io::stdout().flush());
+    let _ = writeln!(
+        std::io::stderr(),
+        "bakery: local AWS up (logs in {}); Ctrl-C to stop",
+        aws.logs.display()
+    );
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => return Outcome::problem(format!("local up: {e}")),
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(aws);
+    let _ = writeln!(std::io::stderr(), "bakery: local AWS stopped");
+    Outcome::default()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match &cli.command {
-        Command::Classify { file } => classify_file(file),
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    let outcome = match cli.command {
+        Command::Classify { file } => classify_file(&file),
         Command::Policy {
             command: PolicyCommand::Validate { files },
-        } => validate_files(files),
+        } => validate_files(&files),
         Command::Policy {
             command: PolicyCommand::Schema,
         } => Outcome {
             out: POLICY_SCHEMA.to_owned(),
             problems: Vec::new(),
         },
+        Command::Local {
+            command: LocalCommand::Up { repo },
+        } => local_up(repo).await,
     };
     // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
     let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());

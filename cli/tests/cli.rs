@@ -181,3 +181,54 @@ fn mutated_events_never_crash_the_binary() {
         );
     }
 }
+
+/// `bakery local up` prints the environment, serves until SIGTERM, then leaves nothing running.
+#[test]
+fn local_up_serves_until_interrupted_and_stops_everything() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpStream;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["local", "up"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = std::collections::HashMap::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let (k, v) = line
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+            .expect("export lines");
+        env.insert(k.to_owned(), v.to_owned());
+        if k == "BAKERY_MOTO_ENDPOINT" {
+            break;
+        }
+    }
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        assert!(env.contains_key(key), "{key} missing from {env:?}");
+    }
+    let addr = |url: &str| url.trim_start_matches("http://").to_owned();
+    let (gateway, moto) = (addr(&env["AWS_ENDPOINT_URL"]), addr(&env["BAKERY_MOTO_ENDPOINT"]));
+    let mut s = TcpStream::connect(&gateway).unwrap();
+    s.write_all(b"GET /_bakery/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(TcpStream::connect(&moto).is_ok(), "moto is up");
+
+    // SIGTERM, as `kill` or a supervisor sends it.
+    let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "a clean stop exits 0");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(TcpStream::connect(&gateway).is_err(), "the gateway is down");
+    assert!(TcpStream::connect(&moto).is_err(), "moto was stopped too");
+}

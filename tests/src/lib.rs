@@ -14,14 +14,34 @@ pub fn repo() -> PathBuf {
 pub async fn local_aws() -> LocalAws {
     let mut opts = Options::for_repo(repo());
     let trigger = opts.binaries.join("trigger");
-    assert!(trigger.exists(), "{} is missing: run `cargo build --workspace --bins` first", trigger.display());
+    assert!(
+        trigger.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        trigger.display()
+    );
     opts.phases = gateway::PhaseDurations {
         pending: Duration::from_millis(50),
         building: Duration::from_millis(50),
         testing: Duration::from_millis(50),
         distributing: Duration::from_millis(50),
     };
-    LocalAws::start(opts).await.unwrap_or_else(|e| panic!("cannot start the local AWS: {e}"))
+    LocalAws::start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the local AWS: {e}"))
+}
+
+/// Clients of every service the tests use, all pointed at the local AWS.
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub ib: aws_sdk_imagebuilder::Client,
+}
+
+pub async fn clients(aws: &LocalAws, region: &str) -> Clients {
+    let sdk = aws.sdk_config(region).await;
+    Clients {
+        ec2: aws_sdk_ec2::Client::new(&sdk),
+        ib: aws_sdk_imagebuilder::Client::new(&sdk),
+    }
 }
 
 /// Polls `check` until it returns Some, or fails the test after `limit`.
@@ -38,4 +58,125 @@ where
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A base (SOE) AMI registered in moto's EC2, as an upstream account would publish it.
+pub async fn register_base_ami(ec2: &aws_sdk_ec2::Client, name: &str) -> String {
+    use aws_sdk_ec2::types::{ArchitectureValues, BlockDeviceMapping, EbsBlockDevice};
+    let out = ec2
+        .register_image()
+        .name(name)
+        .architecture(ArchitectureValues::X8664)
+        .root_device_name("/dev/xvda")
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(EbsBlockDevice::builder().volume_size(8).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.image_id.unwrap()
+}
+
+/// A pipeline as a platform team sets it up: component, infrastructure, distribution to
+/// `regions` (the first is home), recipe on `parent`, scanning on. Returns the pipeline ARN.
+pub async fn create_pipeline(ib: &aws_sdk_imagebuilder::Client, name: &str, parent: &str, regions: &[&str]) -> String {
+    use aws_sdk_imagebuilder::types::*;
+    let component = ib
+        .create_component()
+        .name(format!("{name}-hardening"))
+        .semantic_version("1.0.0")
+        .platform(Platform::Linux)
+        .data("name: hardening\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: harden\n        action: ExecuteBash\n        inputs:\n          commands: [echo hardened]\n")
+        .client_token(format!("{name}-component"))
+        .send()
+        .await
+        .unwrap()
+        .component_build_version_arn
+        .unwrap();
+    let infra = ib
+        .create_infrastructure_configuration()
+        .name(format!("{name}-infra"))
+        .instance_profile_name("EC2InstanceProfileForImageBuilder")
+        .client_token(format!("{name}-infra"))
+        .send()
+        .await
+        .unwrap()
+        .infrastructure_configuration_arn
+        .unwrap();
+    let mut dist = ib
+        .create_distribution_configuration()
+        .name(format!("{name}-dist"))
+        .client_token(format!("{name}-dist"));
+    for region in regions {
+        let ami = AmiDistributionConfiguration::builder()
+            .name(format!("{name}-{{{{imagebuilder:buildDate}}}}"))
+            .ami_tags("Team", "platform")
+            .build();
+        dist = dist.distributions(
+            Distribution::builder()
+                .region(*region)
+                .ami_distribution_configuration(ami)
+                .build()
+                .unwrap(),
+        );
+    }
+    let dist = dist.send().await.unwrap().distribution_configuration_arn.unwrap();
+    let recipe = ib
+        .create_image_recipe()
+        .name(name)
+        .semantic_version("1.0.0")
+        .parent_image(parent)
+        .components(
+            ComponentConfiguration::builder()
+                .component_arn(component)
+                .build()
+                .unwrap(),
+        )
+        .client_token(format!("{name}-recipe"))
+        .send()
+        .await
+        .unwrap()
+        .image_recipe_arn
+        .unwrap();
+    ib.create_image_pipeline()
+        .name(name)
+        .image_recipe_arn(recipe)
+        .infrastructure_configuration_arn(infra)
+        .distribution_configuration_arn(dist)
+        .image_tests_configuration(ImageTestsConfiguration::builder().image_tests_enabled(true).build())
+        .image_scanning_configuration(
+            ImageScanningConfiguration::builder()
+                .image_scanning_enabled(true)
+                .build(),
+        )
+        .client_token(format!("{name}-pipeline"))
+        .send()
+        .await
+        .unwrap()
+        .image_pipeline_arn
+        .unwrap()
+}
+
+/// Waits for a build to leave its in-progress states; returns the image.
+pub async fn wait_for_build(ib: &aws_sdk_imagebuilder::Client, image_arn: &str) -> aws_sdk_imagebuilder::types::Image {
+    use aws_sdk_imagebuilder::types::ImageStatus;
+    eventually("the build to finish", Duration::from_secs(30), || async {
+        let image = ib
+            .get_image()
+            .image_build_version_arn(image_arn)
+            .send()
+            .await
+            .ok()?
+            .image?;
+        let status = image.state.as_ref()?.status.clone()?;
+        matches!(
+            status,
+            ImageStatus::Available | ImageStatus::Failed | ImageStatus::Cancelled
+        )
+        .then_some(image)
+    })
+    .await
 }

@@ -18,7 +18,13 @@ async fn invoke_runs_the_function_binary_and_reports_its_typed_error() {
     let function = aws.resource("TriggerFunction").unwrap().to_owned();
     let lambda = aws_sdk_lambda::Client::new(&aws.sdk_config("us-east-1").await);
 
-    let ok = lambda.invoke().function_name(&function).payload(Blob::new(fixture("sns/soe-release.json"))).send().await.unwrap();
+    let ok = lambda
+        .invoke()
+        .function_name(&function)
+        .payload(Blob::new(fixture("sns/soe-release.json")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status_code, 200);
     assert_eq!(ok.function_error, None);
     let out: Value = serde_json::from_slice(ok.payload.unwrap().as_ref()).unwrap();
@@ -37,10 +43,22 @@ async fn invoke_runs_the_function_binary_and_reports_its_typed_error() {
     assert_eq!(bad.function_error.as_deref(), Some("Unhandled"));
     let err: Value = serde_json::from_slice(bad.payload.unwrap().as_ref()).unwrap();
     assert_eq!(err["errorType"], "MalformedEvent");
-    assert!(err["errorMessage"].as_str().unwrap().contains("never resolves an AMI by name"));
-    assert_eq!(aws.gateway.lambdas.child_pids().len(), 1, "one warm process served both calls");
+    assert!(err["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("never resolves an AMI by name"));
+    assert_eq!(
+        aws.gateway.lambdas.child_pids().len(),
+        1,
+        "one warm process served both calls"
+    );
 
-    let missing = lambda.invoke().function_name("no-such-function").send().await.unwrap_err();
+    let missing = lambda
+        .invoke()
+        .function_name("no-such-function")
+        .send()
+        .await
+        .unwrap_err();
     assert!(missing.into_service_error().is_resource_not_found_exception());
 }
 
@@ -68,9 +86,11 @@ async fn eventbridge_delivers_by_the_template_rules_and_dead_letters_failures() 
     let deregistered: Value = serde_json::from_str(&fixture("eventbridge/ami-state-change-deregistered.json")).unwrap();
     put(deregistered).await;
     // Matches BakeRequested, but is malformed: the function fails, Lambda retries twice, then the DLQ.
-    put(json!({"source": "bakery", "detail-type": "Bake Requested", "resources": [],
+    put(
+        json!({"source": "bakery", "detail-type": "Bake Requested", "resources": [],
                "detail": {"pipelineArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web",
-                          "sourceAmi": {"name": "soe-al2023-*", "region": "us-east-1"}}}))
+                          "sourceAmi": {"name": "soe-al2023-*", "region": "us-east-1"}}}),
+    )
     .await;
 
     let admin = aws.admin();
@@ -90,7 +110,13 @@ async fn eventbridge_delivers_by_the_template_rules_and_dead_letters_failures() 
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk_config("us-east-1").await);
     let dlq = aws.resource("TriggerDeadLetterQueue").unwrap().to_owned();
     let message = eventually("the dead-lettered event", Duration::from_secs(10), || async {
-        let out = sqs.receive_message().queue_url(&dlq).message_attribute_names("All").send().await.unwrap();
+        let out = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
         out.messages.unwrap_or_default().into_iter().next()
     })
     .await;
@@ -98,14 +124,21 @@ async fn eventbridge_delivers_by_the_template_rules_and_dead_letters_failures() 
     assert_eq!(body["detail-type"], "Bake Requested", "the original event is kept");
     let attrs = message.message_attributes().unwrap();
     assert_eq!(attrs["ErrorType"].string_value(), Some("MalformedEvent"));
-    assert_eq!(aws.admin().invocations().await.unwrap().len(), 4, "the deregistered AMI event invoked nothing");
+    assert_eq!(
+        aws.admin().invocations().await.unwrap().len(),
+        4,
+        "the deregistered AMI event invoked nothing"
+    );
 }
 
 #[tokio::test]
 async fn a_schedule_fired_by_hand_reaches_its_function() {
     let aws = local_aws().await;
     let payload = aws.admin().fire_schedule("bakery-nightly").await.unwrap();
-    assert!(payload["schedule-arn"].as_str().unwrap().ends_with(":schedule/default/bakery-nightly"));
+    assert!(payload["schedule-arn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":schedule/default/bakery-nightly"));
     let admin = aws.admin();
     let done = eventually("the scheduled invocation", Duration::from_secs(10), || async {
         admin.invocations().await.unwrap().into_iter().next()
@@ -149,9 +182,21 @@ async fn step_functions_runs_a_task_on_the_function_and_catches_its_typed_error(
     let run = |name: &'static str, input: String| {
         let (sfn, machine) = (sfn.clone(), machine.clone());
         async move {
-            let exec = sfn.start_execution().state_machine_arn(&machine).name(name).input(input).send().await.unwrap();
+            let exec = sfn
+                .start_execution()
+                .state_machine_arn(&machine)
+                .name(name)
+                .input(input)
+                .send()
+                .await
+                .unwrap();
             eventually("the execution to end", Duration::from_secs(20), || async {
-                let d = sfn.describe_execution().execution_arn(&exec.execution_arn).send().await.unwrap();
+                let d = sfn
+                    .describe_execution()
+                    .execution_arn(&exec.execution_arn)
+                    .send()
+                    .await
+                    .unwrap();
                 (d.status != ExecutionStatus::Running).then_some(d)
             })
             .await
@@ -163,8 +208,15 @@ async fn step_functions_runs_a_task_on_the_function_and_catches_its_typed_error(
     assert_eq!(out["action"], "bake");
 
     let bad = run("bad", fixture("malformed/sns-soe-release-ami-by-name.json")).await;
-    assert_eq!(bad.status, ExecutionStatus::Succeeded, "the Catch handled the function's error");
+    assert_eq!(
+        bad.status,
+        ExecutionStatus::Succeeded,
+        "the Catch handled the function's error"
+    );
     let out: Value = serde_json::from_str(bad.output.as_deref().unwrap()).unwrap();
     assert_eq!(out["error"]["Error"], "MalformedEvent");
-    assert!(out["error"]["Cause"].as_str().unwrap().contains("never resolves an AMI by name"));
+    assert!(out["error"]["Cause"]
+        .as_str()
+        .unwrap()
+        .contains("never resolves an AMI by name"));
 }

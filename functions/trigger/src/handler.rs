@@ -20,7 +20,10 @@ impl From<TriggerError> for Diagnostic {
             TriggerError::Classify(c) => c.error_type(),
             TriggerError::Output(_) => "InternalError",
         };
-        Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: e.to_string(),
+        }
     }
 }
 
@@ -45,7 +48,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(name);
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
@@ -58,9 +63,15 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_input_is_a_typed_error() {
-        let err = handle(fixture("malformed/sns-soe-release-ami-by-name.json")).await.unwrap_err();
+        let err = handle(fixture("malformed/sns-soe-release-ami-by-name.json"))
+            .await
+            .unwrap_err();
         let d = Diagnostic::from(err);
         assert_eq!(d.error_type, "MalformedEvent");
-        assert!(d.error_message.contains("never resolves an AMI by name"), "{}", d.error_message);
+        assert!(
+            d.error_message.contains("never resolves an AMI by name"),
+            "{}",
+            d.error_message
+        );
     }
 }

@@ -28,7 +28,10 @@ impl AdminClient {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Result<Value, AdminError> {
-        let err = |message: String| AdminError { path: path.to_owned(), message };
+        let err = |message: String| AdminError {
+            path: path.to_owned(),
+            message,
+        };
         let req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}/{path}", self.base))
@@ -37,7 +40,10 @@ impl AdminClient {
             .map_err(|e| err(e.to_string()))?;
         let resp = self.client.request(req).await.map_err(|e| err(e.to_string()))?;
         let status = resp.status();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| err(e.to_string()))?.to_bytes();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             Ok(v)
@@ -48,17 +54,32 @@ impl AdminClient {
 
     /// The next `count` calls of `service`'s `operation` fail with that protocol's throttling error.
     pub async fn throttle(&self, service: &str, operation: &str, count: u32) -> Result<(), AdminError> {
-        self.call("POST", "throttle", json!({"service": service, "operation": operation, "count": count})).await.map(drop)
+        self.call(
+            "POST",
+            "throttle",
+            json!({"service": service, "operation": operation, "count": count}),
+        )
+        .await
+        .map(drop)
     }
 
     /// The next build fails in `phase` ("BUILDING" or "TESTING") with `reason`.
     pub async fn fail_next_build(&self, phase: &str, reason: &str) -> Result<(), AdminError> {
-        self.call("POST", "imagebuilder/fail-next-build", json!({"phase": phase, "reason": reason})).await.map(drop)
+        self.call(
+            "POST",
+            "imagebuilder/fail-next-build",
+            json!({"phase": phase, "reason": reason}),
+        )
+        .await
+        .map(drop)
     }
 
     /// Scan findings that builds completing from now on carry.
     pub async fn set_scan_findings(&self, counts: &FindingCounts) -> Result<(), AdminError> {
-        let body = serde_json::to_value(counts).map_err(|e| AdminError { path: "scan-findings".into(), message: e.to_string() })?;
+        let body = serde_json::to_value(counts).map_err(|e| AdminError {
+            path: "scan-findings".into(),
+            message: e.to_string(),
+        })?;
         self.call("POST", "imagebuilder/scan-findings", body).await.map(drop)
     }
 
@@ -70,7 +91,9 @@ impl AdminClient {
 
     /// The next `count` Image Builder state-change events are lost.
     pub async fn drop_next_state_change_events(&self, count: u32) -> Result<(), AdminError> {
-        self.call("POST", "imagebuilder/drop-events", json!({"count": count})).await.map(drop)
+        self.call("POST", "imagebuilder/drop-events", json!({"count": count}))
+            .await
+            .map(drop)
     }
 
     /// Fires a template schedule now; returns the payload the function was invoked with.
@@ -89,6 +112,11 @@ impl AdminClient {
     }
 
     async fn list(&self, path: &str) -> Result<Vec<Value>, AdminError> {
-        Ok(self.call("GET", path, Value::Null).await?.as_array().cloned().unwrap_or_default())
+        Ok(self
+            .call("GET", path, Value::Null)
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 }

@@ -24,7 +24,9 @@ impl Ec2Backend {
 }
 
 fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 #[async_trait]
@@ -40,17 +42,27 @@ impl Backend for Ec2Backend {
             .send()
             .await
             .map_err(|e| format!("RunInstances from {}: {}", req.parent_image_id, e.into_service_error()))?;
-        let instance = run.instances().first().and_then(|i| i.instance_id()).ok_or("RunInstances returned no instance")?;
+        let instance = run
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .ok_or("RunInstances returned no instance")?;
         let mut create = ec2.create_image().instance_id(instance).name(&req.name);
         if let Some(d) = &req.description {
             create = create.description(d);
         }
         if !req.tags.is_empty() {
             create = create.tag_specifications(
-                TagSpecification::builder().resource_type(ResourceType::Image).set_tags(Some(tags(&req.tags))).build(),
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Image)
+                    .set_tags(Some(tags(&req.tags)))
+                    .build(),
             );
         }
-        let image = create.send().await.map_err(|e| format!("CreateImage: {}", e.into_service_error()))?;
+        let image = create
+            .send()
+            .await
+            .map_err(|e| format!("CreateImage: {}", e.into_service_error()))?;
         // The build instance goes away, as Image Builder's does.
         let _ = ec2.terminate_instances().instance_ids(instance).send().await;
         image.image_id.ok_or_else(|| "CreateImage returned no image id".into())

@@ -15,7 +15,10 @@ pub enum DeployError {
 }
 
 fn create_err(resource: &str, e: impl std::fmt::Display) -> DeployError {
-    DeployError::Create { resource: resource.to_owned(), message: e.to_string() }
+    DeployError::Create {
+        resource: resource.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 /// Pass 1: the physical names, known before anything exists, so that every `Ref` and `GetAtt`
@@ -25,37 +28,58 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
     for (id, r) in entries {
         let props = &r["Properties"];
         let given = |key: &str| -> Result<Option<String>, TemplateError> {
-            props.get(key).map(|v| t.resolve(v, names).map(|v| v.as_str().unwrap_or_default().to_owned())).transpose()
+            props
+                .get(key)
+                .map(|v| t.resolve(v, names).map(|v| v.as_str().unwrap_or_default().to_owned()))
+                .transpose()
         };
         let default_name = format!("{}-{id}", names.stack);
         let physical = match r["Type"].as_str().unwrap_or_default() {
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
                 let name = given("FunctionName")?.unwrap_or(default_name);
                 let arn = names.arn("lambda", &format!("function:{name}"));
-                Physical { reference: name, attrs: [("Arn".to_owned(), arn)].into() }
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
             }
             "AWS::SQS::Queue" => {
                 let name = given("QueueName")?.unwrap_or(default_name);
                 let arn = names.arn("sqs", &name);
                 // The URL is moto's answer to CreateQueue; this placeholder is replaced then.
-                Physical { reference: name.clone(), attrs: [("Arn".to_owned(), arn), ("QueueName".to_owned(), name)].into() }
+                Physical {
+                    reference: name.clone(),
+                    attrs: [("Arn".to_owned(), arn), ("QueueName".to_owned(), name)].into(),
+                }
             }
             "AWS::SNS::Topic" => {
                 let name = given("TopicName")?.unwrap_or(default_name);
                 let arn = names.arn("sns", &name);
-                Physical { reference: arn.clone(), attrs: [("TopicArn".to_owned(), arn), ("TopicName".to_owned(), name)].into() }
+                Physical {
+                    reference: arn.clone(),
+                    attrs: [("TopicArn".to_owned(), arn), ("TopicName".to_owned(), name)].into(),
+                }
             }
             "AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable" => {
                 let name = given("TableName")?.unwrap_or(default_name);
                 let arn = names.arn("dynamodb", &format!("table/{name}"));
-                Physical { reference: name, attrs: [("Arn".to_owned(), arn)].into() }
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
             }
             "AWS::Serverless::StateMachine" | "AWS::StepFunctions::StateMachine" => {
                 let name = given("Name")?.or(given("StateMachineName")?).unwrap_or(default_name);
                 let arn = names.arn("states", &format!("stateMachine:{name}"));
-                Physical { reference: arn.clone(), attrs: [("Arn".to_owned(), arn), ("Name".to_owned(), name)].into() }
+                Physical {
+                    reference: arn.clone(),
+                    attrs: [("Arn".to_owned(), arn), ("Name".to_owned(), name)].into(),
+                }
             }
-            _ => Physical { reference: id.clone(), attrs: Default::default() },
+            _ => Physical {
+                reference: id.clone(),
+                attrs: Default::default(),
+            },
         };
         names.resources.insert(id, physical);
     }
@@ -63,7 +87,12 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
 }
 
 /// Pass 2: creates in moto what moto serves. `repo` is where `DefinitionUri` paths start.
-pub async fn create_resources(t: &Template, names: &mut Names, sdk: &SdkConfig, repo: &Path) -> Result<(), DeployError> {
+pub async fn create_resources(
+    t: &Template,
+    names: &mut Names,
+    sdk: &SdkConfig,
+    repo: &Path,
+) -> Result<(), DeployError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let sns = aws_sdk_sns::Client::new(sdk);
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
@@ -77,7 +106,12 @@ pub async fn create_resources(t: &Template, names: &mut Names, sdk: &SdkConfig, 
         match r["Type"].as_str().unwrap_or_default() {
             "AWS::SQS::Queue" => {
                 let name = physical.attrs.get("QueueName").cloned().unwrap_or_default();
-                let out = sqs.create_queue().queue_name(&name).send().await.map_err(|e| create_err(id, e.into_service_error()))?;
+                let out = sqs
+                    .create_queue()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| create_err(id, e.into_service_error()))?;
                 if let (Some(url), Some(p)) = (out.queue_url, names.resources.get_mut(id)) {
                     p.reference = url.clone();
                     p.attrs.insert("QueueUrl".into(), url);
@@ -85,11 +119,17 @@ pub async fn create_resources(t: &Template, names: &mut Names, sdk: &SdkConfig, 
             }
             "AWS::SNS::Topic" => {
                 let name = physical.attrs.get("TopicName").cloned().unwrap_or_default();
-                sns.create_topic().name(name).send().await.map_err(|e| create_err(id, e.into_service_error()))?;
+                sns.create_topic()
+                    .name(name)
+                    .send()
+                    .await
+                    .map_err(|e| create_err(id, e.into_service_error()))?;
             }
             "AWS::DynamoDB::Table" => {
                 let props = t.resolve(&r["Properties"], names)?;
-                create_table(&ddb, &physical.reference, &props).await.map_err(|e| create_err(id, e))?;
+                create_table(&ddb, &physical.reference, &props)
+                    .await
+                    .map_err(|e| create_err(id, e))?;
             }
             "AWS::Serverless::StateMachine" | "AWS::StepFunctions::StateMachine" => {
                 let props = t.resolve(&r["Properties"], names)?;
@@ -111,12 +151,20 @@ pub async fn create_resources(t: &Template, names: &mut Names, sdk: &SdkConfig, 
 
 /// The ASL with `${Key}` placeholders filled from DefinitionSubstitutions.
 pub fn state_machine_definition(props: &Value, repo: &Path) -> Result<String, String> {
-    let mut text = match (props.get("DefinitionUri").and_then(Value::as_str), props.get("Definition")) {
+    let mut text = match (
+        props.get("DefinitionUri").and_then(Value::as_str),
+        props.get("Definition"),
+    ) {
         (Some(uri), _) => std::fs::read_to_string(repo.join(uri)).map_err(|e| format!("{uri}: {e}"))?,
         (None, Some(def)) => def.to_string(),
         (None, None) => return Err("neither DefinitionUri nor Definition".into()),
     };
-    for (key, value) in props.get("DefinitionSubstitutions").and_then(Value::as_object).into_iter().flatten() {
+    for (key, value) in props
+        .get("DefinitionSubstitutions")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
         text = text.replace(&format!("${{{key}}}"), &value);
     }
@@ -125,7 +173,10 @@ pub fn state_machine_definition(props: &Value, repo: &Path) -> Result<String, St
 
 async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value) -> Result<(), String> {
     use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let mut req = ddb.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
     for a in props["AttributeDefinitions"].as_array().into_iter().flatten() {
         let def = AttributeDefinition::builder()
             .attribute_name(a["AttributeName"].as_str().unwrap_or_default())
@@ -142,5 +193,8 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .map_err(|e| e.to_string())?;
         req = req.key_schema(key);
     }
-    req.send().await.map(|_| ()).map_err(|e| e.into_service_error().to_string())
+    req.send()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.into_service_error().to_string())
 }

@@ -101,14 +101,21 @@ impl Gateway {
 
     async fn invoke_api(self: &Arc<Self>, path: &str, headers: &hyper::HeaderMap, payload: Bytes) -> Response<Body> {
         // /2015-03-31/functions/{FunctionName}/invocations; the name may be a URL-encoded ARN.
-        let raw = path.trim_start_matches("/2015-03-31/functions/").trim_end_matches("/invocations");
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+        let raw = path
+            .trim_start_matches("/2015-03-31/functions/")
+            .trim_end_matches("/invocations");
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned();
         let name = function_name(&decoded);
         if self.lambdas.spec(&name).is_none() {
             let arn = format!("arn:aws:lambda:{}:{}:function:{name}", self.region, self.account);
             return aws_json_error(404, "ResourceNotFoundException", &format!("Function not found: {arn}"));
         }
-        let invocation_type = headers.get("X-Amz-Invocation-Type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse");
+        let invocation_type = headers
+            .get("X-Amz-Invocation-Type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("RequestResponse");
         match invocation_type {
             "Event" => {
                 self.invoke_async(name, payload);
@@ -119,7 +126,10 @@ impl Gateway {
                 Some(Outcome::Success(body)) => response(200, &[("X-Amz-Executed-Version", "$LATEST")], body),
                 Some(Outcome::FunctionError(body)) => response(
                     200,
-                    &[("X-Amz-Executed-Version", "$LATEST"), ("X-Amz-Function-Error", "Unhandled")],
+                    &[
+                        ("X-Amz-Executed-Version", "$LATEST"),
+                        ("X-Amz-Function-Error", "Unhandled"),
+                    ],
                     body,
                 ),
                 None => aws_json_error(404, "ResourceNotFoundException", "Function not found"),
@@ -151,7 +161,8 @@ impl Gateway {
     }
 
     fn record(&self, function: &str, attempt: u32, payload: &[u8], outcome: Option<&Outcome>) {
-        let parse = |b: &[u8]| serde_json::from_slice(b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into()));
+        let parse =
+            |b: &[u8]| serde_json::from_slice(b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into()));
         let (status, response) = match outcome {
             Some(Outcome::Success(b)) => ("success", parse(b)),
             Some(Outcome::FunctionError(b)) => ("error", parse(b)),
@@ -164,7 +175,9 @@ impl Gateway {
     }
 
     async fn dead_letter(&self, function: &str, payload: &[u8], error: &[u8]) {
-        let Some(queue_arn) = self.lambdas.spec(function).and_then(|f| f.on_failure.clone()) else { return };
+        let Some(queue_arn) = self.lambdas.spec(function).and_then(|f| f.on_failure.clone()) else {
+            return;
+        };
         let queue_name = queue_arn.rsplit(':').next().unwrap_or_default();
         let url = match self.sqs.get_queue_url().queue_name(queue_name).send().await {
             Ok(out) => out.queue_url.unwrap_or_default(),
@@ -172,9 +185,17 @@ impl Gateway {
         };
         let err: Value = serde_json::from_slice(error).unwrap_or(Value::Null);
         let attr = |v: &str| {
-            aws_sdk_sqs::types::MessageAttributeValue::builder().data_type("String").string_value(v).build().ok()
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .ok()
         };
-        let mut send = self.sqs.send_message().queue_url(url).message_body(String::from_utf8_lossy(payload));
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(String::from_utf8_lossy(payload));
         for (k, v) in [
             ("ErrorCode", "200"),
             ("ErrorMessage", err["errorMessage"].as_str().unwrap_or_default()),
@@ -233,7 +254,14 @@ impl Gateway {
         json_response(200, &json!({"FailedEntryCount": failed, "Entries": results}))
     }
 
-    pub fn envelope(&self, source: &str, detail_type: &str, resources: Vec<String>, detail: Value, time: chrono::DateTime<chrono::Utc>) -> Value {
+    pub fn envelope(
+        &self,
+        source: &str,
+        detail_type: &str,
+        resources: Vec<String>,
+        detail: Value,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Value {
         json!({
             "version": "0",
             "id": uuid::Uuid::new_v4().to_string(),
@@ -266,20 +294,35 @@ impl Gateway {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let payload = match (&s.input, s.scheduler) {
             (Some(input), true) => {
-                let arn = format!("arn:aws:scheduler:{}:{}:schedule/default/{}", self.region, self.account, s.name);
+                let arn = format!(
+                    "arn:aws:scheduler:{}:{}:schedule/default/{}",
+                    self.region, self.account, s.name
+                );
                 let filled = input
                     .replace("<aws.scheduler.schedule-arn>", &arn)
                     .replace("<aws.scheduler.scheduled-time>", &now)
-                    .replace("<aws.scheduler.execution-id>", &uuid::Uuid::new_v4().simple().to_string()[..16])
+                    .replace(
+                        "<aws.scheduler.execution-id>",
+                        &uuid::Uuid::new_v4().simple().to_string()[..16],
+                    )
                     .replace("<aws.scheduler.attempt-number>", "1");
                 serde_json::from_str(&filled).unwrap_or(Value::String(filled))
             }
             (Some(input), false) => serde_json::from_str(input).unwrap_or(Value::String(input.clone())),
             (None, scheduler) => {
                 let (source, arn) = if scheduler {
-                    ("aws.scheduler", format!("arn:aws:scheduler:{}:{}:schedule/default/{}", self.region, self.account, s.name))
+                    (
+                        "aws.scheduler",
+                        format!(
+                            "arn:aws:scheduler:{}:{}:schedule/default/{}",
+                            self.region, self.account, s.name
+                        ),
+                    )
                 } else {
-                    ("aws.events", format!("arn:aws:events:{}:{}:rule/{}", self.region, self.account, s.name))
+                    (
+                        "aws.events",
+                        format!("arn:aws:events:{}:{}:rule/{}", self.region, self.account, s.name),
+                    )
                 };
                 self.envelope(source, "Scheduled Event", vec![arn], json!({}), chrono::Utc::now())
             }
@@ -297,9 +340,10 @@ impl Gateway {
         match (method.as_str(), path) {
             ("GET", "health") => ok(),
             ("GET", "events") => json_response(200, &json!(self.events.lock().map(|e| e.clone()).unwrap_or_default())),
-            ("GET", "invocations") => {
-                json_response(200, &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()))
-            }
+            ("GET", "invocations") => json_response(
+                200,
+                &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()),
+            ),
             ("POST", "throttle") => {
                 let (Some(service), Some(operation)) = (arg["service"].as_str(), arg["operation"].as_str()) else {
                     return bad("service and operation are required");
@@ -316,7 +360,10 @@ impl Gateway {
                     Some("TESTING") => FailPhase::Testing,
                     _ => return bad("phase is BUILDING or TESTING"),
                 };
-                self.emulator.fail_next_build(phase, arg["reason"].as_str().unwrap_or("failed by a test knob").to_owned());
+                self.emulator.fail_next_build(
+                    phase,
+                    arg["reason"].as_str().unwrap_or("failed by a test knob").to_owned(),
+                );
                 ok()
             }
             ("POST", "imagebuilder/scan-findings") => match serde_json::from_value::<FindingCounts>(arg) {
@@ -337,7 +384,8 @@ impl Gateway {
                 ok()
             }
             ("POST", "imagebuilder/drop-events") => {
-                self.emulator.drop_next_state_change_events(arg["count"].as_u64().unwrap_or(1) as u32);
+                self.emulator
+                    .drop_next_state_change_events(arg["count"].as_u64().unwrap_or(1) as u32);
                 ok()
             }
             ("POST", p) if p.starts_with("schedules/") && p.ends_with("/fire") => {
@@ -347,7 +395,10 @@ impl Gateway {
                     None => json_response(404, &json!({"error": format!("no schedule named {name}")})),
                 }
             }
-            _ => json_response(404, &json!({"error": format!("no admin operation {method} /_bakery/{path}")})),
+            _ => json_response(
+                404,
+                &json!({"error": format!("no admin operation {method} /_bakery/{path}")}),
+            ),
         }
     }
 
@@ -377,7 +428,10 @@ impl Gateway {
         match self.client.request(req).await {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();
-                let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+                let bytes = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 Response::from_parts(parts, full(bytes))
             }
             Err(e) => aws_json_error(502, "ServiceUnavailable", &format!("moto did not answer: {e}")),
@@ -405,13 +459,22 @@ fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &s
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or_default().to_owned();
     }
-    let form = if query.contains("Action=") { query.as_bytes() } else { body };
+    let form = if query.contains("Action=") {
+        query.as_bytes()
+    } else {
+        body
+    };
     if let Some(action) = form.split(|&b| b == b'&').find_map(|kv| kv.strip_prefix(b"Action=")) {
         return String::from_utf8_lossy(action).into_owned();
     }
     match service {
         "lambda" if path.ends_with("/invocations") => "Invoke".into(),
-        _ => path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned(),
+        _ => path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
@@ -451,16 +514,31 @@ mod tests {
     fn function_names() {
         assert_eq!(function_name("trigger"), "trigger");
         assert_eq!(function_name("trigger:$LATEST"), "trigger");
-        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:bakery-Trigger"), "bakery-Trigger");
-        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live"), "f");
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:bakery-Trigger"),
+            "bakery-Trigger"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live"),
+            "f"
+        );
     }
 
     #[test]
     fn operations() {
         let mut h = hyper::HeaderMap::new();
-        assert_eq!(operation_of("ec2", &h, "/", "", b"Action=CopyImage&Version=2016-11-15"), "CopyImage");
-        assert_eq!(operation_of("imagebuilder", &h, "/StartImagePipelineExecution", "", b"{}"), "StartImagePipelineExecution");
-        assert_eq!(operation_of("lambda", &h, "/2015-03-31/functions/f/invocations", "", b"{}"), "Invoke");
+        assert_eq!(
+            operation_of("ec2", &h, "/", "", b"Action=CopyImage&Version=2016-11-15"),
+            "CopyImage"
+        );
+        assert_eq!(
+            operation_of("imagebuilder", &h, "/StartImagePipelineExecution", "", b"{}"),
+            "StartImagePipelineExecution"
+        );
+        assert_eq!(
+            operation_of("lambda", &h, "/2015-03-31/functions/f/invocations", "", b"{}"),
+            "Invoke"
+        );
         h.insert("x-amz-target", "AWSStepFunctions.StartExecution".parse().unwrap());
         assert_eq!(operation_of("states", &h, "/", "", b"{}"), "StartExecution");
     }

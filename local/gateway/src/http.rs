@@ -22,7 +22,9 @@ pub fn json_response(status: u16, v: &serde_json::Value) -> Response<Body> {
 /// Every answer carries a request id: moto's Step Functions interpreter fails a Task
 /// (States.Runtime, past any Retry or Catch) on an error response without one.
 pub fn response(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<Body> {
-    let mut b = Response::builder().status(status).header("x-amzn-RequestId", uuid::Uuid::new_v4().to_string());
+    let mut b = Response::builder()
+        .status(status)
+        .header("x-amzn-RequestId", uuid::Uuid::new_v4().to_string());
     for (k, v) in headers {
         b = b.header(*k, *v);
     }

@@ -89,7 +89,10 @@ impl Lambdas {
                 (spec.name, Arc::new(rt))
             })
             .collect();
-        Self { functions, children: Arc::new(Mutex::new(Vec::new())) }
+        Self {
+            functions,
+            children: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
@@ -111,8 +114,18 @@ impl Lambdas {
         let (respond, outcome) = oneshot::channel();
         let request_id = uuid::Uuid::new_v4().to_string();
         f.queued.fetch_add(1, Ordering::SeqCst);
-        if f.queue_tx.send(Invocation { request_id, payload, respond }).is_err() {
-            return Some(Outcome::sandbox("ServiceException", "the function's queue is closed".into()));
+        if f.queue_tx
+            .send(Invocation {
+                request_id,
+                payload,
+                respond,
+            })
+            .is_err()
+        {
+            return Some(Outcome::sandbox(
+                "ServiceException",
+                "the function's queue is closed".into(),
+            ));
         }
         f.scale(&self.children).await;
         // Startup plus the function's own timeout, as Lambda counts it.
@@ -141,7 +154,9 @@ impl FunctionRuntime {
                 if let Ok(mut rx) = self.queue_rx.try_lock() {
                     while let Ok(inv) = rx.try_recv() {
                         self.queued.fetch_sub(1, Ordering::SeqCst);
-                        let _ = inv.respond.send(Outcome::sandbox("Runtime.InvalidEntrypoint", e.clone()));
+                        let _ = inv
+                            .respond
+                            .send(Outcome::sandbox("Runtime.InvalidEntrypoint", e.clone()));
                     }
                 }
             }
@@ -200,7 +215,9 @@ impl FunctionRuntime {
 
     async fn serve_runtime_api(self: Arc<Self>, listener: TcpListener, current: Arc<Mutex<Option<Invocation>>>) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let this = self.clone();
             let current = current.clone();
             tokio::spawn(async move {
@@ -209,7 +226,9 @@ impl FunctionRuntime {
                     let current = current.clone();
                     async move { Ok::<_, std::convert::Infallible>(this.runtime_api(req, &current).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }
@@ -248,13 +267,19 @@ impl FunctionRuntime {
         };
         self.queued.fetch_sub(1, Ordering::SeqCst);
         let deadline = chrono::Utc::now().timestamp_millis() + (self.spec.timeout_secs as i64) * 1000;
-        let arn = format!("arn:aws:lambda:{}:{}:function:{}", self.host.region, self.host.account, self.spec.name);
+        let arn = format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.host.region, self.host.account, self.spec.name
+        );
         let response = Response::builder()
             .status(200)
             .header("Lambda-Runtime-Aws-Request-Id", &inv.request_id)
             .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
             .header("Lambda-Runtime-Invoked-Function-Arn", arn)
-            .header("Lambda-Runtime-Trace-Id", format!("Root=1-{:08x}-{}", deadline / 1000, &inv.request_id[..8]))
+            .header(
+                "Lambda-Runtime-Trace-Id",
+                format!("Root=1-{:08x}-{}", deadline / 1000, &inv.request_id[..8]),
+            )
             .header("Content-Type", "application/json")
             .body(full(inv.payload.clone()));
         if let Ok(mut c) = current.lock() {

@@ -200,14 +200,18 @@ impl Drop for LocalAws {
 
 async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -221,12 +225,22 @@ pub async fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "bakery-local"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "bakery-local",
+        ))
         .load()
         .await
 }
 
 /// The repository root, found from a crate's manifest directory (tests, the CLI).
 pub fn repo_root(start: &Path) -> PathBuf {
-    start.ancestors().find(|p| p.join("template.yaml").exists()).unwrap_or(start).to_path_buf()
+    start
+        .ancestors()
+        .find(|p| p.join("template.yaml").exists())
+        .unwrap_or(start)
+        .to_path_buf()
 }

@@ -27,7 +27,11 @@ pub async fn install(repo: &Path) -> Result<String, MotoError> {
         return Err(MotoError::Install(String::from_utf8_lossy(&out.stderr).into_owned()));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().last().map(str::to_owned).ok_or_else(|| MotoError::Install("no moto_server path printed".into()))
+    stdout
+        .lines()
+        .last()
+        .map(str::to_owned)
+        .ok_or_else(|| MotoError::Install("no moto_server path printed".into()))
 }
 
 /// Starts moto on `port` and waits until it answers, then turns Step Functions execution on
@@ -45,7 +49,9 @@ pub async fn start(moto_server: &str, port: u16, gateway_port: u16, log: &Path) 
         .stderr(log_err)
         .kill_on_drop(true);
     crate::process::die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| MotoError::Start(format!("{moto_server}: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| MotoError::Start(format!("{moto_server}: {e}")))?;
 
     let base = format!("http://127.0.0.1:{port}");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
@@ -55,7 +61,9 @@ pub async fn start(moto_server: &str, port: u16, gateway_port: u16, log: &Path) 
         }
         let req = hyper::Request::post(format!("{base}/moto-api/config"))
             .header("Content-Type", "application/json")
-            .body(crate::http::full(r#"{"stepfunctions": {"execute_state_machine": true}}"#));
+            .body(crate::http::full(
+                r#"{"stepfunctions": {"execute_state_machine": true}}"#,
+            ));
         if let Ok(req) = req {
             if let Ok(resp) = client.request(req).await {
                 if resp.status().is_success() {

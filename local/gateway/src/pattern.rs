@@ -26,7 +26,7 @@ fn field_matches(alternatives: &[Value], field: Option<&Value>) -> bool {
     alternatives.iter().any(|alt| match alt {
         Value::Object(filter) if filter.contains_key("exists") => {
             let want = filter["exists"].as_bool().unwrap_or(true);
-            want == !values.is_empty()
+            want != values.is_empty()
         }
         _ => values.iter().any(|v| value_matches(alt, v)),
     })
@@ -34,7 +34,9 @@ fn field_matches(alternatives: &[Value], field: Option<&Value>) -> bool {
 
 fn value_matches(alt: &Value, v: &Value) -> bool {
     let Value::Object(filter) = alt else { return alt == v };
-    let Some((op, arg)) = filter.iter().next() else { return false };
+    let Some((op, arg)) = filter.iter().next() else {
+        return false;
+    };
     let s = v.as_str();
     match op.as_str() {
         "prefix" => prefix_or_suffix(arg, s, |s, p| s.starts_with(p)),
@@ -66,13 +68,18 @@ fn prefix_or_suffix(arg: &Value, s: Option<&str>, test: fn(&str, &str) -> bool) 
 /// `[">", 0, "<=", 5]`: every comparison must hold.
 fn numeric(arg: &Value, n: f64) -> bool {
     let Value::Array(terms) = arg else { return false };
-    terms.chunks(2).all(|pair| match (pair.first().and_then(Value::as_str), pair.get(1).and_then(Value::as_f64)) {
-        (Some("="), Some(x)) => n == x,
-        (Some("<"), Some(x)) => n < x,
-        (Some("<="), Some(x)) => n <= x,
-        (Some(">"), Some(x)) => n > x,
-        (Some(">="), Some(x)) => n >= x,
-        _ => false,
+    terms.chunks(2).all(|pair| {
+        match (
+            pair.first().and_then(Value::as_str),
+            pair.get(1).and_then(Value::as_f64),
+        ) {
+            (Some("="), Some(x)) => n == x,
+            (Some("<"), Some(x)) => n < x,
+            (Some("<="), Some(x)) => n <= x,
+            (Some(">"), Some(x)) => n > x,
+            (Some(">="), Some(x)) => n >= x,
+            _ => false,
+        }
     })
 }
 
@@ -80,7 +87,9 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == s,
         Some((head, rest)) => {
-            let Some(mut tail) = s.strip_prefix(head) else { return false };
+            let Some(mut tail) = s.strip_prefix(head) else {
+                return false;
+            };
             let mut parts: Vec<&str> = rest.split('*').collect();
             let last = parts.pop().unwrap_or_default();
             for part in parts {
@@ -110,9 +119,18 @@ mod tests {
         assert!(matches(&p, &ami_event("available")));
         assert!(matches(&p, &ami_event("failed")));
         assert!(!matches(&p, &ami_event("deregistered")));
-        assert!(matches(&json!({"resources": ["arn:b"]}), &ami_event("x")), "any element of an array field");
-        assert!(!matches(&json!({"detail": {"Missing": ["x"]}}), &ami_event("available")));
-        assert!(!matches(&json!({"detail": ["available"]}), &ami_event("available")), "object field vs leaf list");
+        assert!(
+            matches(&json!({"resources": ["arn:b"]}), &ami_event("x")),
+            "any element of an array field"
+        );
+        assert!(!matches(
+            &json!({"detail": {"Missing": ["x"]}}),
+            &ami_event("available")
+        ));
+        assert!(
+            !matches(&json!({"detail": ["available"]}), &ami_event("available")),
+            "object field vs leaf list"
+        );
     }
 
     #[test]
@@ -121,15 +139,30 @@ mod tests {
         assert!(matches(&json!({"detail": {"ImageId": [{"prefix": "ami-"}]}}), &e));
         assert!(!matches(&json!({"detail": {"ImageId": [{"prefix": "snap-"}]}}), &e));
         assert!(matches(&json!({"detail": {"ImageId": [{"suffix": "890"}]}}), &e));
-        assert!(matches(&json!({"detail": {"State": [{"anything-but": ["failed", "deregistered"]}]}}), &e));
-        assert!(!matches(&json!({"detail": {"State": [{"anything-but": "available"}]}}), &e));
-        assert!(matches(&json!({"detail": {"State": [{"anything-but": {"prefix": "fail"}}]}}), &e));
+        assert!(matches(
+            &json!({"detail": {"State": [{"anything-but": ["failed", "deregistered"]}]}}),
+            &e
+        ));
+        assert!(!matches(
+            &json!({"detail": {"State": [{"anything-but": "available"}]}}),
+            &e
+        ));
+        assert!(matches(
+            &json!({"detail": {"State": [{"anything-but": {"prefix": "fail"}}]}}),
+            &e
+        ));
         assert!(matches(&json!({"detail": {"ErrorMessage": [{"exists": false}]}}), &e));
         assert!(!matches(&json!({"detail": {"State": [{"exists": false}]}}), &e));
         assert!(matches(&json!({"detail": {"State": [{"exists": true}]}}), &e));
-        assert!(matches(&json!({"detail": {"size": [{"numeric": [">", 4, "<=", 8]}]}}), &e));
+        assert!(matches(
+            &json!({"detail": {"size": [{"numeric": [">", 4, "<=", 8]}]}}),
+            &e
+        ));
         assert!(!matches(&json!({"detail": {"size": [{"numeric": ["<", 8]}]}}), &e));
-        assert!(matches(&json!({"detail-type": [{"equals-ignore-case": "ec2 ami state change"}]}), &e));
+        assert!(matches(
+            &json!({"detail-type": [{"equals-ignore-case": "ec2 ami state change"}]}),
+            &e
+        ));
         assert!(matches(&json!({"detail-type": [{"wildcard": "EC2*State*"}]}), &e));
         assert!(!matches(&json!({"detail-type": [{"wildcard": "EC2*Instance*"}]}), &e));
     }

@@ -74,7 +74,11 @@ impl Template {
     }
 
     pub fn resources(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.root.get("Resources").and_then(Value::as_object).into_iter().flatten()
+        self.root
+            .get("Resources")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
     }
 
     pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
@@ -84,7 +88,13 @@ impl Template {
     /// Parameter defaults, overridden by `overrides`.
     pub fn parameters(&self, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for (name, p) in self.root.get("Parameters").and_then(Value::as_object).into_iter().flatten() {
+        for (name, p) in self
+            .root
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let default = match &p["Default"] {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
@@ -121,10 +131,24 @@ impl Template {
                 a.len() == 2 && a[0] == a[1]
             }
             "Fn::Not" => !self.truth(args.first().unwrap_or(&Value::Null), names)?,
-            "Fn::And" => args.iter().map(|a| self.truth(a, names)).collect::<Result<Vec<_>, _>>()?.into_iter().all(|b| b),
-            "Fn::Or" => args.iter().map(|a| self.truth(a, names)).collect::<Result<Vec<_>, _>>()?.into_iter().any(|b| b),
+            "Fn::And" => args
+                .iter()
+                .map(|a| self.truth(a, names))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .all(|b| b),
+            "Fn::Or" => args
+                .iter()
+                .map(|a| self.truth(a, names))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .any(|b| b),
             "Condition" => self.condition(arg.as_str().unwrap_or_default(), names)?,
-            other => return Err(TemplateError::Unresolved(format!("unsupported condition function {other}"))),
+            other => {
+                return Err(TemplateError::Unresolved(format!(
+                    "unsupported condition function {other}"
+                )))
+            }
         })
     }
 
@@ -173,11 +197,18 @@ impl Template {
             "Fn::GetAtt" => {
                 let (id, attr) = match arg {
                     Value::String(s) => s.split_once('.').unwrap_or((s, "")),
-                    Value::Array(a) => (a.first().and_then(Value::as_str).unwrap_or(""), a.get(1).and_then(Value::as_str).unwrap_or("")),
+                    Value::Array(a) => (
+                        a.first().and_then(Value::as_str).unwrap_or(""),
+                        a.get(1).and_then(Value::as_str).unwrap_or(""),
+                    ),
                     _ => ("", ""),
                 };
                 let value = names.resources.get(id).and_then(|p| p.attrs.get(attr));
-                Value::String(value.cloned().ok_or_else(|| unresolved(format!("GetAtt {id}.{attr}")))?)
+                Value::String(
+                    value
+                        .cloned()
+                        .ok_or_else(|| unresolved(format!("GetAtt {id}.{attr}")))?,
+                )
             }
             "Fn::Sub" => {
                 let (text, vars) = match arg {
@@ -209,14 +240,22 @@ impl Template {
             "Fn::If" => {
                 let a = arg.as_array().cloned().unwrap_or_default();
                 let cond = a.first().and_then(Value::as_str).unwrap_or_default();
-                let branch = if self.condition(cond, names)? { a.get(1) } else { a.get(2) };
+                let branch = if self.condition(cond, names)? {
+                    a.get(1)
+                } else {
+                    a.get(2)
+                };
                 return self.resolve_opt(branch.unwrap_or(&Value::Null), names);
             }
             "Fn::Select" => {
                 let a = arg.as_array().cloned().unwrap_or_default();
-                let index = as_text(&self.resolve(a.first().unwrap_or(&Value::Null), names)?).parse::<usize>().unwrap_or(usize::MAX);
+                let index = as_text(&self.resolve(a.first().unwrap_or(&Value::Null), names)?)
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX);
                 let list = self.resolve(a.get(1).unwrap_or(&Value::Null), names)?;
-                list.get(index).cloned().ok_or_else(|| unresolved(format!("Fn::Select {index} out of range")))?
+                list.get(index)
+                    .cloned()
+                    .ok_or_else(|| unresolved(format!("Fn::Select {index} out of range")))?
             }
             "Fn::Split" => {
                 let a = arg.as_array().cloned().unwrap_or_default();
@@ -239,19 +278,32 @@ impl Template {
             let props = &r["Properties"];
             let prop = |k: &str| props.get(k).or_else(|| globals.get(k));
             let mut env = BTreeMap::new();
-            for source in [globals.pointer("/Environment/Variables"), props.pointer("/Environment/Variables")].into_iter().flatten() {
+            for source in [
+                globals.pointer("/Environment/Variables"),
+                props.pointer("/Environment/Variables"),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 for (k, v) in self.resolve(source, names)?.as_object().into_iter().flatten() {
                     env.insert(k.clone(), as_text(v));
                 }
             }
-            let on_failure = match (props.pointer("/DeadLetterQueue/TargetArn"), props.pointer("/EventInvokeConfig/DestinationConfig/OnFailure/Destination")) {
+            let on_failure = match (
+                props.pointer("/DeadLetterQueue/TargetArn"),
+                props.pointer("/EventInvokeConfig/DestinationConfig/OnFailure/Destination"),
+            ) {
                 (Some(v), _) | (None, Some(v)) => Some(as_text(&self.resolve(v, names)?)),
                 (None, None) => None,
             };
             out.push(Function {
                 logical_id: id.clone(),
                 name: names.reference(id).unwrap_or_else(|| id.clone()),
-                binary: r.pointer("/Metadata/BuildProperties/Binary").and_then(Value::as_str).unwrap_or(id).to_owned(),
+                binary: r
+                    .pointer("/Metadata/BuildProperties/Binary")
+                    .and_then(Value::as_str)
+                    .unwrap_or(id)
+                    .to_owned(),
                 timeout_secs: prop("Timeout").and_then(Value::as_u64).unwrap_or(3),
                 memory_mb: prop("MemorySize").and_then(Value::as_u64).unwrap_or(128),
                 environment: env,
@@ -270,10 +322,19 @@ impl Template {
                 continue;
             }
             let function = names.reference(id).unwrap_or_else(|| id.clone());
-            for (event_id, ev) in r.pointer("/Properties/Events").and_then(Value::as_object).into_iter().flatten() {
+            for (event_id, ev) in r
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 if matches!(ev["Type"].as_str(), Some("EventBridgeRule" | "CloudWatchEvent")) {
                     let pattern = self.resolve(&ev["Properties"]["Pattern"], names)?;
-                    out.push(Rule { name: format!("{id}{event_id}"), pattern, function: function.clone() });
+                    out.push(Rule {
+                        name: format!("{id}{event_id}"),
+                        pattern,
+                        function: function.clone(),
+                    });
                 }
             }
         }
@@ -282,11 +343,17 @@ impl Template {
                 continue;
             }
             let props = self.resolve(&r["Properties"], names)?;
-            let Some(pattern) = props.get("EventPattern").cloned() else { continue };
+            let Some(pattern) = props.get("EventPattern").cloned() else {
+                continue;
+            };
             for target in props["Targets"].as_array().into_iter().flatten() {
                 let arn = target["Arn"].as_str().unwrap_or_default();
                 if let Some(function) = arn.split(":function:").nth(1) {
-                    out.push(Rule { name: id.clone(), pattern: pattern.clone(), function: function.to_owned() });
+                    out.push(Rule {
+                        name: id.clone(),
+                        pattern: pattern.clone(),
+                        function: function.to_owned(),
+                    });
                 }
             }
         }
@@ -298,7 +365,12 @@ impl Template {
         let mut out = Vec::new();
         for (id, r) in self.of_type("AWS::Serverless::Function") {
             let function = names.reference(id).unwrap_or_else(|| id.clone());
-            for (event_id, ev) in r.pointer("/Properties/Events").and_then(Value::as_object).into_iter().flatten() {
+            for (event_id, ev) in r
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 let scheduler = match ev["Type"].as_str() {
                     Some("ScheduleV2") => true,
                     Some("Schedule") => false,
@@ -306,7 +378,9 @@ impl Template {
                 };
                 let props = self.resolve(&ev["Properties"], names)?;
                 out.push(Schedule {
-                    name: props["Name"].as_str().map_or_else(|| format!("{id}{event_id}"), str::to_owned),
+                    name: props["Name"]
+                        .as_str()
+                        .map_or_else(|| format!("{id}{event_id}"), str::to_owned),
                     function: function.clone(),
                     input: props["Input"].as_str().map(str::to_owned),
                     scheduler,
@@ -360,11 +434,15 @@ fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| TemplateError::Unresolved(format!("unclosed ${{ in {text}")))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| TemplateError::Unresolved(format!("unclosed ${{ in {text}")))?;
         let var = &after[..end];
         match var.strip_prefix('!') {
             Some(literal) => out.push_str(&format!("${{{literal}}}")),
-            None => out.push_str(&lookup(var).ok_or_else(|| TemplateError::Unresolved(format!("${{{var}}} in {text}")))?),
+            None => {
+                out.push_str(&lookup(var).ok_or_else(|| TemplateError::Unresolved(format!("${{{var}}} in {text}")))?)
+            }
         }
         rest = &after[end + 1..];
     }
@@ -383,7 +461,12 @@ fn to_json(v: serde_yaml::Value) -> Value {
         Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
         Y::Mapping(m) => Value::Object(
             m.into_iter()
-                .map(|(k, v)| (k.as_str().map_or_else(|| to_json(k.clone()).to_string(), str::to_owned), to_json(v)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map_or_else(|| to_json(k.clone()).to_string(), str::to_owned),
+                        to_json(v),
+                    )
+                })
                 .collect(),
         ),
         Y::Tagged(t) => {
@@ -422,7 +505,11 @@ mod tests {
             stack: "bakery".into(),
             region: "us-east-1".into(),
             account: "123456789012".into(),
-            parameters: [("Prefix".to_owned(), "/p/".to_owned()), ("Empty".to_owned(), String::new())].into(),
+            parameters: [
+                ("Prefix".to_owned(), "/p/".to_owned()),
+                ("Empty".to_owned(), String::new()),
+            ]
+            .into(),
             resources,
         }
     }

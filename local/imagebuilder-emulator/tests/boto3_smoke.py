@@ -14,6 +14,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 ENDPOINT = os.environ.get("IB_ENDPOINT", "http://127.0.0.1:8790")
+# Against the local AWS the parent must be a real AMI in moto; the example server accepts any.
+PARENT = os.environ.get("PARENT_AMI", "ami-0123456789abcdef0")
 
 
 def expect_error(code, status, call, **kwargs):
@@ -39,7 +41,7 @@ def main():
     recipe = ib.create_image_recipe(
         name=f"smoke {run}",
         semanticVersion="1.0.0",
-        parentImage="ami-0123456789abcdef0",
+        parentImage=PARENT,
         components=[{"componentArn": "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"}],
     )
     recipe_arn = recipe["imageRecipeArn"]
@@ -47,11 +49,11 @@ def main():
     assert recipe["clientToken"] and recipe["requestId"]
     expect_error(
         "ResourceAlreadyExistsException", 400, ib.create_image_recipe,
-        name=f"smoke {run}", semanticVersion="1.0.0", parentImage="ami-0123456789abcdef0",
+        name=f"smoke {run}", semanticVersion="1.0.0", parentImage=PARENT,
     )
     expect_error(
         "InvalidVersionNumberException", 400, ib.create_image_recipe,
-        name=f"smoke {run}", semanticVersion="1.0", parentImage="ami-0123456789abcdef0",
+        name=f"smoke {run}", semanticVersion="1.0", parentImage=PARENT,
     )
 
     infra = ib.create_infrastructure_configuration(name=f"smoke-{run}", instanceProfileName="ib-role")
