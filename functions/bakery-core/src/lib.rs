@@ -1,6 +1,7 @@
 //! Bakery's domain, free of AWS SDK types: what starts a bake ([`classify`]), what a
 //! pipeline's bake policy says ([`policy`]), and what Bakery publishes ([`publication`]).
 
+pub mod bake;
 pub mod classify;
 pub mod ids;
 pub mod imagebuilder;

@@ -5,7 +5,7 @@
 //! `schema/bake-policy.schema.json`; a test keeps the two in step.
 
 use crate::ids::{self, echo, AccountId, AmiId, Region};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,7 +20,7 @@ const DEFAULT_CONCURRENCY: u32 = 5;
 const DEFAULT_KEEP: u32 = 3;
 const DEFAULT_CHANNEL: &str = "stable";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     pub pipeline_arn: String,
@@ -33,7 +33,7 @@ pub struct Policy {
     pub retention: Retention,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sources {
     pub sns_topics: Vec<String>,
@@ -45,14 +45,14 @@ pub struct Sources {
 
 /// AMIs of one owner whose names match a pattern (`*` and `?` wildcards). The owner is
 /// required: a name alone is how the whoAMI attack picks an attacker's image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AmiSource {
     pub owner: AccountId,
     pub name_pattern: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSource {
     /// The EventBridge rule or EventBridge Scheduler schedule name.
@@ -60,7 +60,7 @@ pub struct ScheduleSource {
     pub rebuild: Rebuild,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Rebuild {
     /// Bake on every firing.
@@ -69,7 +69,7 @@ pub enum Rebuild {
     IfBaseChanged,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gate {
     pub require_tests_passed: bool,
@@ -79,7 +79,7 @@ pub struct Gate {
 }
 
 /// Inspector's finding severities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Severity {
     Critical,
@@ -113,7 +113,7 @@ impl Severity {
 }
 
 /// What happens to an image that fails the gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Quarantine {
     /// Tag and deprecate it; it stays for investigation.
@@ -122,7 +122,7 @@ pub enum Quarantine {
     Deregister,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Publish {
     pub regions: Vec<TargetRegion>,
@@ -131,7 +131,7 @@ pub struct Publish {
     pub concurrency: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRegion {
     pub region: Region,
@@ -139,7 +139,7 @@ pub struct TargetRegion {
     pub kms_key_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareWith {
     pub accounts: Vec<AccountId>,
@@ -147,7 +147,7 @@ pub struct ShareWith {
     pub organizational_units: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notify {
     pub topic_arn: String,
@@ -155,7 +155,7 @@ pub struct Notify {
     pub channel: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
     /// How many earlier published AMIs of this pipeline to keep.

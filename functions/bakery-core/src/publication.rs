@@ -3,6 +3,7 @@
 //! that a newer upstream stays readable.
 
 use crate::ids::{AccountId, AmiId, Region};
+use crate::policy::ShareWith;
 use serde::{Deserialize, Serialize};
 
 /// The `schema` of every publication this version writes.
@@ -31,6 +32,44 @@ pub struct Publication {
     pub amis: Vec<PublishedAmi>,
     #[serde(default)]
     pub lineage: Lineage,
+    /// The rest is for people and filters; a downstream Bakery needs none of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_with: Option<ShareWith>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_parameters: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateSummary {
+    pub passed: bool,
+    pub reasons: Vec<String>,
+    /// Scan findings per severity.
+    pub findings: std::collections::BTreeMap<String, u32>,
+    pub quarantined: bool,
+}
+
+/// Which step of the bake failed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub step: String,
+    pub error: String,
+    pub cause: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,4 +92,8 @@ pub struct Lineage {
     /// The AMI this bake built on, then its own parents, nearest first.
     #[serde(default)]
     pub parents: Vec<AmiId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_build_version_arn: Option<String>,
 }

@@ -111,6 +111,15 @@ impl AdminClient {
         self.list("invocations").await
     }
 
+    /// Image deprecations (image id → DeprecateAt), which the gateway keeps for moto.
+    pub async fn deprecations(&self) -> Result<std::collections::HashMap<String, String>, AdminError> {
+        let v = self.call("GET", "deprecations", Value::Null).await?;
+        serde_json::from_value(v).map_err(|e| AdminError {
+            path: "deprecations".into(),
+            message: e.to_string(),
+        })
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<Value>, AdminError> {
         Ok(self
             .call("GET", path, Value::Null)

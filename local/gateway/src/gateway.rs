@@ -36,6 +36,8 @@ pub struct Gateway {
     events: Mutex<Vec<Value>>,
     /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
     invocations: Mutex<Vec<Value>>,
+    /// EC2 image deprecations (moto has no EnableImageDeprecation): image id → deprecate-at.
+    deprecations: Mutex<HashMap<String, String>>,
     /// Async delay between Lambda's retries of a failed asynchronous invocation.
     retry_delay: Duration,
 }
@@ -65,6 +67,7 @@ impl Gateway {
             throttles: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
             invocations: Mutex::new(Vec::new()),
+            deprecations: Mutex::new(HashMap::new()),
             retry_delay: Duration::from_millis(200),
         })
     }
@@ -93,6 +96,9 @@ impl Gateway {
                 response(r.status, &headers, r.body)
             }
             "events" if operation == "PutEvents" => self.put_events_api(&body).await,
+            "ec2" if operation == "EnableImageDeprecation" || operation == "DisableImageDeprecation" => {
+                self.image_deprecation(&operation, &query, &body)
+            }
             _ => self.proxy(parts, body).await,
         }
     }
@@ -402,6 +408,43 @@ impl Gateway {
         }
     }
 
+    /// moto lacks image deprecation; the gateway keeps it, visible at `GET /_bakery/deprecations`.
+    fn image_deprecation(&self, operation: &str, query: &str, body: &[u8]) -> Response<Body> {
+        let form = if query.is_empty() {
+            String::from_utf8_lossy(body).into_owned()
+        } else {
+            query.to_owned()
+        };
+        let param = |name: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(|v| {
+                    percent_encoding::percent_decode_str(&v.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+        };
+        let Some(image) = param("ImageId") else {
+            return response(
+                400,
+                &[("Content-Type", "text/xml")],
+                ec2_error("MissingParameter", "ImageId is required"),
+            );
+        };
+        if let Ok(mut d) = self.deprecations.lock() {
+            match operation {
+                "EnableImageDeprecation" => d.insert(image, param("DeprecateAt").unwrap_or_default()),
+                _ => d.remove(&image),
+            };
+        }
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{operation}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>{}</requestId><return>true</return></{operation}Response>",
+            uuid::Uuid::new_v4()
+        );
+        response(200, &[("Content-Type", "text/xml")], body)
+    }
+
     fn take_throttle(&self, service: &str, operation: &str) -> bool {
         let Ok(mut t) = self.throttles.lock() else { return false };
         match t.get_mut(&(service.to_owned(), operation.to_owned())) {
@@ -478,14 +521,21 @@ fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &s
     }
 }
 
+fn ec2_error(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>\
+         </Error></Errors><RequestID>{}</RequestID></Response>",
+        uuid::Uuid::new_v4()
+    )
+}
+
 /// A throttling error in the shape each protocol uses, so the SDKs classify it as throttling.
 fn throttled(service: &str) -> Response<Body> {
     match service {
         "ec2" => response(
             503,
             &[("Content-Type", "text/xml")],
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>\
-             <Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>",
+            ec2_error("RequestLimitExceeded", "Request limit exceeded."),
         ),
         "sns" | "sqs" | "sts" | "iam" => response(
             400,

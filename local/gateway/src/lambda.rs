@@ -60,8 +60,9 @@ struct FunctionRuntime {
     queue_rx: Arc<AsyncMutex<mpsc::UnboundedReceiver<Invocation>>>,
     /// Processes started (alive or starting).
     processes: AtomicUsize,
-    /// Processes waiting in `/next`.
-    idle: AtomicUsize,
+    /// Processes running an invocation. A process that has just answered counts as free at
+    /// once: it is on its way back to `/next`, and the next invocation waits for it.
+    busy: AtomicUsize,
     /// Invocations queued and not yet taken.
     queued: AtomicUsize,
 }
@@ -83,7 +84,7 @@ impl Lambdas {
                     queue_tx,
                     queue_rx: Arc::new(AsyncMutex::new(queue_rx)),
                     processes: AtomicUsize::new(0),
-                    idle: AtomicUsize::new(0),
+                    busy: AtomicUsize::new(0),
                     queued: AtomicUsize::new(0),
                 };
                 (spec.name, Arc::new(rt))
@@ -144,8 +145,9 @@ impl Lambdas {
 impl FunctionRuntime {
     /// Starts another process when every live one is busy and the cap allows.
     async fn scale(self: &Arc<Self>, children: &Arc<Mutex<Vec<u32>>>) {
-        let (queued, idle) = (self.queued.load(Ordering::SeqCst), self.idle.load(Ordering::SeqCst));
-        if queued > idle && self.processes.load(Ordering::SeqCst) < MAX_PROCESSES {
+        let processes = self.processes.load(Ordering::SeqCst);
+        let free = processes.saturating_sub(self.busy.load(Ordering::SeqCst));
+        if self.queued.load(Ordering::SeqCst) > free && processes < MAX_PROCESSES {
             self.processes.fetch_add(1, Ordering::SeqCst);
             if let Err(e) = self.clone().start_process(children.clone()).await {
                 self.processes.fetch_sub(1, Ordering::SeqCst);
@@ -202,6 +204,9 @@ impl FunctionRuntime {
             server.abort();
             this.processes.fetch_sub(1, Ordering::SeqCst);
             let running = current.lock().ok().and_then(|mut c| c.take());
+            if running.is_some() {
+                this.busy.fetch_sub(1, Ordering::SeqCst);
+            }
             tracing::warn!(function = %this.spec.name, ?status, "function process exited");
             if let Some(inv) = running {
                 let _ = inv.respond.send(Outcome::sandbox(
@@ -253,19 +258,18 @@ impl FunctionRuntime {
             _ => return json_response(404, &serde_json::json!({"errorMessage": "unknown Runtime API path"})),
         };
         if let Some(inv) = current.lock().ok().and_then(|mut c| c.take()) {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
             let _ = inv.respond.send(outcome);
         }
         json_response(202, &serde_json::json!({"status": "OK"}))
     }
 
     async fn next(&self, current: &Mutex<Option<Invocation>>) -> Response<Body> {
-        self.idle.fetch_add(1, Ordering::SeqCst);
-        let inv = self.queue_rx.lock().await.recv().await;
-        self.idle.fetch_sub(1, Ordering::SeqCst);
-        let Some(inv) = inv else {
+        let Some(inv) = self.queue_rx.lock().await.recv().await else {
             return json_response(500, &serde_json::json!({"errorMessage": "shutting down"}));
         };
         self.queued.fetch_sub(1, Ordering::SeqCst);
+        self.busy.fetch_add(1, Ordering::SeqCst);
         let deadline = chrono::Utc::now().timestamp_millis() + (self.spec.timeout_secs as i64) * 1000;
         let arn = format!(
             "arn:aws:lambda:{}:{}:function:{}",

@@ -1,0 +1,312 @@
+//! The end of every bake: one SNS message (Bakery's publication, schema-versioned) with every
+//! AMI ID by region, the shares, the lineage, the gate's results and the execution ARN, with
+//! message attributes for subscription filters; and, for a published bake, a ledger row per
+//! AMI with its parent, for lineage queries. A failed bake says which step failed and why.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sns::types::MessageAttributeValue;
+use bakery_aws::{classify, with_retries, BakeError};
+use bakery_core::bake::{BakeRequest, BuildStarted, RegionPublished};
+use bakery_core::ids::{AccountId, AmiId, Arn};
+use bakery_core::publication::{
+    BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi, PUBLICATION_SCHEMA,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+pub struct Deps {
+    pub sns: aws_sdk_sns::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub table: String,
+    /// Where a bake that failed before its policy was read is announced.
+    pub default_topic: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Input {
+    status: BakeStatus,
+    state: Value,
+    execution_arn: String,
+}
+
+/// The parts of the execution state this step reads; each may be missing on a failure path.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct State {
+    #[serde(flatten)]
+    request: BakeRequest,
+    #[serde(default)]
+    build: Option<BuildStarted>,
+    #[serde(default)]
+    gate: Option<Value>,
+    #[serde(default)]
+    published: Option<Vec<RegionPublished>>,
+    #[serde(default)]
+    failure: Option<Failure>,
+}
+
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
+    let input: Input =
+        serde_json::from_value(payload).map_err(|e| BakeError::InvalidInput(format!("announce: {e}")))?;
+    let state: State =
+        serde_json::from_value(input.state).map_err(|e| BakeError::InvalidInput(format!("announce state: {e}")))?;
+    let publication = publication(input.status, &state, &input.execution_arn)?;
+    let topic = state
+        .build
+        .as_ref()
+        .map_or(deps.default_topic.clone(), |b| b.policy.notify.topic_arn.clone());
+    if publication.status == BakeStatus::Published {
+        record(deps, &state, &publication).await?;
+    }
+    let message_id = publish(deps, &topic, &publication).await?;
+    tracing::info!(%topic, %message_id, status = ?publication.status, bake_id = %state.request.bake_id, "announced");
+    Ok(serde_json::json!({"messageId": message_id, "topicArn": topic}))
+}
+
+fn publication(status: BakeStatus, state: &State, execution_arn: &str) -> Result<Publication, BakeError> {
+    let req = &state.request;
+    let pipeline = Arn::parse(&req.pipeline_arn).map_err(BakeError::InvalidInput)?;
+    let account = AccountId::parse(pipeline.account).map_err(BakeError::InvalidInput)?;
+    let mut parents: Vec<AmiId> = req.source_ami.iter().map(|s| s.image_id.clone()).collect();
+    parents.extend(req.parent_chain.iter().cloned());
+    let amis = state
+        .published
+        .iter()
+        .flatten()
+        .map(|p| PublishedAmi {
+            region: p.region.clone(),
+            image_id: p.image_id.clone(),
+        })
+        .collect();
+    let policy = state.build.as_ref().map(|b| &b.policy);
+    let gate = state.gate.as_ref().map(|g| GateSummary {
+        passed: g["passed"].as_bool().unwrap_or(false),
+        reasons: serde_json::from_value(g["reasons"].clone()).unwrap_or_default(),
+        findings: serde_json::from_value(g["outcome"]["findings"].clone()).unwrap_or_default(),
+        quarantined: g["quarantined"].as_bool().unwrap_or(false),
+    });
+    Ok(Publication {
+        schema: PUBLICATION_SCHEMA.to_owned(),
+        status,
+        account_id: account,
+        pipeline: PipelineRef {
+            arn: req.pipeline_arn.clone(),
+            name: pipeline.resource_name().to_owned(),
+        },
+        execution_arn: Some(execution_arn.to_owned()),
+        amis,
+        lineage: Lineage {
+            parents,
+            recipe_arn: state.build.as_ref().map(|b| b.recipe_arn.clone()),
+            image_build_version_arn: state.build.as_ref().map(|b| b.image_build_version_arn.clone()),
+        },
+        bake_id: Some(req.bake_id.clone()),
+        channel: policy.map(|p| p.notify.channel.clone()),
+        platform: state.build.as_ref().and_then(|b| b.platform.clone()),
+        trigger: req.trigger.clone(),
+        recipe_version: state.build.as_ref().map(|b| b.recipe_version.clone()),
+        shared_with: (status == BakeStatus::Published)
+            .then(|| policy.map(|p| p.publish.share_with.clone()))
+            .flatten(),
+        ssm_parameters: (status == BakeStatus::Published)
+            .then(|| policy.map(|p| p.publish.ssm_parameters.clone()))
+            .flatten(),
+        gate,
+        failure: match status {
+            BakeStatus::Failed => Some(state.failure.clone().unwrap_or_else(|| Failure {
+                step: "unknown".into(),
+                error: "BakeFailed".into(),
+                cause: String::new(),
+            })),
+            BakeStatus::Published => None,
+        },
+    })
+}
+
+/// Message attributes subscribers filter on.
+fn attributes(p: &Publication) -> HashMap<String, MessageAttributeValue> {
+    let status = match p.status {
+        BakeStatus::Published => "PUBLISHED",
+        BakeStatus::Failed => "FAILED",
+    };
+    [
+        ("status", Some(status.to_owned())),
+        ("pipeline", Some(p.pipeline.name.clone())),
+        ("channel", p.channel.clone()),
+        ("platform", p.platform.clone()),
+        ("schema", Some(p.schema.clone())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| {
+        let v = v.filter(|v| !v.is_empty())?;
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .ok()
+            .map(|a| (k.to_owned(), a))
+    })
+    .collect()
+}
+
+async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, BakeError> {
+    let message = serde_json::to_string(p).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
+    let subject = match p.status {
+        BakeStatus::Published => format!("Bakery: {} published {} AMI(s)", p.pipeline.name, p.amis.len()),
+        BakeStatus::Failed => format!("Bakery: {} bake FAILED", p.pipeline.name),
+    };
+    let out = with_retries(|| async {
+        deps.sns
+            .publish()
+            .topic_arn(topic)
+            .subject(subject.chars().take(100).collect::<String>())
+            .message(&message)
+            .set_message_attributes(Some(attributes(p)))
+            .send()
+            .await
+            .map_err(|e| classify("Publish", e))
+    })
+    .await?;
+    Ok(out.message_id.unwrap_or_default())
+}
+
+/// One ledger row per published AMI (`ami#<id>`) with its parent, and one for the bake.
+async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeError> {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let parent = p.lineage.parents.first().map(AmiId::to_string).unwrap_or_default();
+    let chain: Vec<AttributeValue> = p.lineage.parents.iter().map(|a| s(a.as_str())).collect();
+    let mut rows: Vec<BTreeMap<String, AttributeValue>> = p
+        .amis
+        .iter()
+        .map(|a| {
+            let mut row = BTreeMap::from([
+                ("pk".to_owned(), s(&format!("ami#{}", a.image_id))),
+                ("sk".to_owned(), s("lineage")),
+                ("region".to_owned(), s(a.region.as_str())),
+                ("pipelineArn".to_owned(), s(&p.pipeline.arn)),
+                ("bakeId".to_owned(), s(&state.request.bake_id)),
+                (
+                    "executionArn".to_owned(),
+                    s(p.execution_arn.as_deref().unwrap_or_default()),
+                ),
+                ("publishedAt".to_owned(), s(&now)),
+            ]);
+            if !parent.is_empty() {
+                row.insert("parent".to_owned(), s(&parent));
+                row.insert("parentChain".to_owned(), AttributeValue::L(chain.clone()));
+            }
+            if let Some(v) = &p.recipe_version {
+                row.insert("recipeVersion".to_owned(), s(v));
+            }
+            row
+        })
+        .collect();
+    let amis: Vec<AttributeValue> = p
+        .amis
+        .iter()
+        .map(|a| s(&format!("{}:{}", a.region, a.image_id)))
+        .collect();
+    rows.push(BTreeMap::from([
+        ("pk".to_owned(), s(&format!("bake#{}", state.request.bake_id))),
+        ("sk".to_owned(), s("published")),
+        ("pipelineArn".to_owned(), s(&p.pipeline.arn)),
+        ("amis".to_owned(), AttributeValue::L(amis)),
+        ("publishedAt".to_owned(), s(&now)),
+    ]));
+    for row in rows {
+        with_retries(|| async {
+            deps.ddb
+                .put_item()
+                .table_name(&deps.table)
+                .set_item(Some(row.clone().into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| classify("PutItem", e))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(extra: Value) -> State {
+        let mut v = serde_json::json!({
+            "bakeId": "web-1a2b", "pipelineArn": "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web",
+            "sourceAmi": {"imageId": "ami-0a1b2c3d4e5f67890", "region": "us-east-1"},
+            "parentChain": ["ami-0fedcba9876543210"], "trigger": "soeRelease"
+        });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_failed_bake_says_where_and_why() {
+        let s = state(
+            serde_json::json!({"failure": {"step": "StartBuild", "error": "PipelineBusy", "cause": "still building"}}),
+        );
+        let p = publication(
+            BakeStatus::Failed,
+            &s,
+            "arn:aws:states:us-east-1:111122223333:execution:bake:web-1a2b",
+        )
+        .unwrap();
+        assert_eq!(p.failure.as_ref().unwrap().step, "StartBuild");
+        assert!(p.amis.is_empty());
+        assert_eq!(p.account_id.as_str(), "111122223333");
+        let parents: Vec<&str> = p.lineage.parents.iter().map(AmiId::as_str).collect();
+        assert_eq!(
+            parents,
+            ["ami-0a1b2c3d4e5f67890", "ami-0fedcba9876543210"],
+            "the source, then its chain"
+        );
+        let attrs = attributes(&p);
+        assert_eq!(attrs["status"].string_value(), Some("FAILED"));
+        assert_eq!(attrs["pipeline"].string_value(), Some("web"));
+        assert!(!attrs.contains_key("channel"), "no policy was read: no channel");
+    }
+
+    #[test]
+    fn a_published_bake_lists_every_ami() {
+        let s = state(serde_json::json!({"published": [
+            {"region": "us-east-1", "imageId": "ami-01111111111111111", "snapshotIds": [], "parameters": []},
+            {"region": "eu-west-1", "imageId": "ami-02222222222222222", "snapshotIds": ["snap-1"], "parameters": ["/p"]}
+        ]}));
+        let p = publication(
+            BakeStatus::Published,
+            &s,
+            "arn:aws:states:us-east-1:111122223333:execution:bake:x",
+        )
+        .unwrap();
+        let amis: Vec<(&str, &str)> = p
+            .amis
+            .iter()
+            .map(|a| (a.region.as_str(), a.image_id.as_str()))
+            .collect();
+        assert_eq!(
+            amis,
+            [
+                ("us-east-1", "ami-01111111111111111"),
+                ("eu-west-1", "ami-02222222222222222")
+            ]
+        );
+        assert!(p.failure.is_none());
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["schema"], "bakery.publication/v1");
+        // A downstream Bakery classifies what this one announces.
+        let event = serde_json::json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:us-east-1:111122223333:t:1",
+            "Sns": {"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:111122223333:t",
+                "Message": json.to_string(), "Timestamp": "2026-11-26T00:00:00Z", "SignatureVersion": "1",
+                "Signature": "s", "SigningCertUrl": "u", "UnsubscribeUrl": "u", "MessageAttributes": {}}}]});
+        match bakery_core::classify_value(event).unwrap() {
+            bakery_core::Classification::Bake { trigger } => assert_eq!(trigger.source_amis.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! What every Bakery function shares on the AWS side: the SDK configuration (endpoint, region
+//! and credentials from the environment, nothing local in the code), errors classified into the
+//! stable `errorType` names the state machine's Retry and Catch match on, and policy loading.
+
+pub mod watch;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use bakery_core::Policy;
+use lambda_runtime::Diagnostic;
+use std::future::Future;
+use std::time::Duration;
+
+/// The SDK configuration for this function, once per cold start.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// The same configuration in another region (copies, shares and parameters are regional).
+pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
+    sdk.to_builder().region(Region::new(region.to_owned())).build()
+}
+
+/// A function's failure, by the name the state machine acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    /// Throttling, a 5xx, a network failure: the Task's Retry backs off and tries again.
+    #[error("{operation}: {message}")]
+    Retryable { operation: String, message: String },
+    /// The pipeline is building already: wait and retry.
+    #[error("{0}")]
+    PipelineBusy(String),
+    #[error("{0}")]
+    InvalidPolicy(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// An AMI copy is still in progress: the Task's Retry calls again later, and the copy's
+    /// ClientToken hands back the same image.
+    #[error("{0}")]
+    CopyPending(String),
+    /// Any other service error: not retried.
+    #[error("{operation}: {code}: {message}")]
+    Aws {
+        operation: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl BakeError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            BakeError::Retryable { .. } => "Retryable",
+            BakeError::PipelineBusy(_) => "PipelineBusy",
+            BakeError::InvalidPolicy(_) => "InvalidPolicy",
+            BakeError::InvalidInput(_) => "InvalidInput",
+            BakeError::NotFound(_) => "NotFound",
+            BakeError::CopyPending(_) => "CopyPending",
+            BakeError::Aws { .. } => "AwsError",
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(self, BakeError::Retryable { .. })
+    }
+}
+
+impl From<BakeError> for Diagnostic {
+    fn from(e: BakeError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Error codes that mean "slow down and try again", across the services Bakery calls.
+/// Image Builder's CallRateLimitExceededException is not among the SDK's own throttling codes,
+/// so the SDK hands it over at once (seen on the wire); it is retried here.
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "CallRateLimitExceededException",
+    "ServiceException",
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "Unavailable",
+];
+
+/// Classifies an SDK error. `busy` lists the codes that mean "the resource is in use".
+pub fn classify<E>(operation: &str, err: SdkError<E, Response>) -> BakeError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let operation = operation.to_owned();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => BakeError::Retryable {
+            operation,
+            message: format!("{}", DisplayErrorContext(&err)),
+        },
+        _ => {
+            let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+            let code = err.code().unwrap_or("Unknown").to_owned();
+            let message = err.message().unwrap_or_default().to_owned();
+            if RETRYABLE_CODES.contains(&code.as_str()) || status >= 500 || status == 429 {
+                BakeError::Retryable {
+                    operation,
+                    message: format!("{code}: {message}"),
+                }
+            } else if code == "ResourceInUseException" {
+                BakeError::PipelineBusy(format!("{operation}: {message}"))
+            } else if code.ends_with("NotFoundException") || code.ends_with(".NotFound") || code == "ParameterNotFound"
+            {
+                BakeError::NotFound(format!("{operation}: {code}: {message}"))
+            } else {
+                BakeError::Aws {
+                    operation,
+                    code,
+                    message,
+                }
+            }
+        }
+    }
+}
+
+/// Runs `call` again on retryable errors, with exponential backoff (100 ms doubling, 5 tries),
+/// before handing the error to the state machine's own Retry.
+pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, BakeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BakeError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..4 {
+        match call().await {
+            Err(e) if e.retryable() => {
+                tracing::warn!(error = %e, ?delay, "retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
+/// The bake policy of a pipeline: SSM parameter `<prefix><pipeline name>`.
+pub async fn load_policy(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline_name: &str) -> Result<Policy, BakeError> {
+    let name = format!("{prefix}{pipeline_name}");
+    let out = with_retries(|| async {
+        ssm.get_parameter()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| classify("GetParameter", e))
+    })
+    .await?;
+    let text = out.parameter.and_then(|p| p.value).unwrap_or_default();
+    Policy::parse(text.as_bytes())
+        .map_err(|e| BakeError::InvalidPolicy(format!("{name}: {}", e.to_string().replace('\n', "; "))))
+}
+
+/// An environment variable the template must set.
+pub fn env(name: &str) -> Result<String, BakeError> {
+    std::env::var(name).map_err(|_| BakeError::InvalidInput(format!("environment variable {name} is not set")))
+}
