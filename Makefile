@@ -14,6 +14,7 @@ test: lint unit
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	bash local/lint-template.sh
 
 # The integration tests run the function binaries on the local AWS: build them first.
 # moto is installed on first use by local/moto-venv.sh (pinned, in .venv).
@@ -26,19 +27,10 @@ tools:
 	@$(CARGO) nextest --version 2>/dev/null | grep -q "$(NEXTEST_VERSION)" \
 	  || $(CARGO) install cargo-nextest --version $(NEXTEST_VERSION) --locked
 
-## make demo: what Bakery makes of a real-shaped SOE release, and a policy check.
-## The bake end to end on the local AWS comes with the local AWS (issues 3 and 4).
+## make demo: a bake end to end on the local AWS (moto is installed into .venv on first use).
 demo:
-	$(CARGO) build --locked -q -p bakery
-	@echo "== An SOE team publishes a release on SNS; Bakery classifies it:"
-	./target/debug/bakery classify events/sns/soe-release.json
-	@echo "== A hostile release that names its AMI instead of giving its ID is refused (exit 2):"
-	-./target/debug/bakery classify events/malformed/sns-soe-release-ami-by-name.json
-	@echo "== The web-app pipeline's bake policy is valid:"
-	./target/debug/bakery policy validate schema/examples/web-app.json
-	@echo "== A broken policy gets every error at once, each with its path (exit 2):"
-	-./target/debug/bakery policy validate schema/examples/broken.json
-	@echo "== The end-to-end bake on the local AWS arrives with the local AWS (see README, Status)."
+	$(CARGO) build --workspace --bins --locked -q
+	./target/debug/bakery demo
 
 ## make fuzz: every fuzz target for FUZZ_SECONDS each (libFuzzer through cargo-fuzz).
 fuzz:

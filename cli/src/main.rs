@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
 
+mod demo;
+
 use bakery_core::{classify, Policy};
 use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
@@ -31,6 +33,14 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// A bake end to end on the local AWS: SOE release → build → gate → 3 regions → shares → notification.
+    Demo {
+        /// Print the result as one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        repo: Option<std::path::PathBuf>,
     },
     /// The local AWS (moto and the gateway) that the demo and the tests run on.
     Local {
@@ -154,6 +164,22 @@ async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
     Outcome::default()
 }
 
+/// `bakery demo`: exit 0 only when the bake succeeded.
+async fn run_demo(json: bool, repo: Option<std::path::PathBuf>) -> Outcome {
+    let repo = repo.unwrap_or_else(|| gateway::repo_root(&std::env::current_dir().unwrap_or_default()));
+    match demo::run(repo).await {
+        Ok(report) => {
+            let out = if json { format!("{report}\n") } else { demo::render(&report) };
+            let problems = match report["status"].as_str() {
+                Some("SUCCEEDED") => Vec::new(),
+                other => vec![format!("demo: the bake ended {}", other.unwrap_or("without a status"))],
+            };
+            Outcome { out, problems }
+        }
+        Err(e) => Outcome::problem(format!("demo: {e}")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -176,6 +202,7 @@ async fn main() -> ExitCode {
         Command::Local {
             command: LocalCommand::Up { repo },
         } => local_up(repo).await,
+        Command::Demo { json, repo } => run_demo(json, repo).await,
     };
     // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
     let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());

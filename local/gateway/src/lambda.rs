@@ -207,7 +207,7 @@ impl FunctionRuntime {
             if running.is_some() {
                 this.busy.fetch_sub(1, Ordering::SeqCst);
             }
-            tracing::warn!(function = %this.spec.name, ?status, "function process exited");
+            tracing::info!(function = %this.spec.name, ?status, "function process exited");
             if let Some(inv) = running {
                 let _ = inv.respond.send(Outcome::sandbox(
                     "Runtime.ExitError",

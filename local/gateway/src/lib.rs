@@ -13,6 +13,7 @@ pub mod moto;
 pub mod pattern;
 mod process;
 pub mod template;
+pub mod world;
 
 pub use admin::AdminClient;
 pub use imagebuilder_emulator::{FindingCounts, PhaseDurations};

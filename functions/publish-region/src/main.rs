@@ -1,0 +1,13 @@
+//! The publish-region function. Wiring only: the handler is in `lib.rs`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let deps = publish_region::Deps::new(bakery_aws::sdk_config().await);
+    lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
+        publish_region::handle(e.payload, &deps)
+    }))
+    .await
+}
