@@ -12,7 +12,15 @@ pub fn repo() -> PathBuf {
 /// Starts a local AWS with short build phases. The function binaries must be built
 /// (`make test` builds them first).
 pub async fn local_aws() -> LocalAws {
+    local_aws_with(&[]).await
+}
+
+/// The same, with template parameters overridden (as a deploy would set them).
+pub async fn local_aws_with(parameters: &[(&str, &str)]) -> LocalAws {
     let mut opts = Options::for_repo(repo());
+    for (k, v) in parameters {
+        opts.parameters.insert((*k).to_owned(), (*v).to_owned());
+    }
     let trigger = opts.binaries.join("trigger");
     assert!(
         trigger.exists(),

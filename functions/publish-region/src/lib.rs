@@ -105,7 +105,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     let image_id = if *region == input.image.region {
         input.image.image_id.clone()
     } else {
-        match None::<AmiId> {
+        match existing_copy(&ec2, &tags).await? {
             Some(id) => id,
             None => copy(&ec2, &input, &tags).await?,
         }

@@ -120,6 +120,11 @@ impl AdminClient {
         })
     }
 
+    /// Throttle knobs with the calls they still have to refuse: `{service, operation, remaining}`.
+    pub async fn throttles(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("throttles").await
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<Value>, AdminError> {
         Ok(self
             .call("GET", path, Value::Null)
