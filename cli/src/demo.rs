@@ -11,7 +11,11 @@ use std::time::Duration;
 /// The local AWS with production's waits shortened (template parameters, as a deploy would set them).
 pub fn options(repo: PathBuf) -> Options {
     let mut opts = Options::for_repo(repo);
-    for (k, v) in [("BuildWaitSeconds", "20"), ("BusyRetrySeconds", "1"), ("CopyPollSeconds", "1")] {
+    for (k, v) in [
+        ("BuildWaitSeconds", "20"),
+        ("BusyRetrySeconds", "1"),
+        ("CopyPollSeconds", "1"),
+    ] {
         opts.parameters.insert(k.to_owned(), v.to_owned());
     }
     opts
@@ -26,7 +30,10 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
 
     let mut amis = Vec::new();
     for p in report.output["published"].as_array().into_iter().flatten() {
-        let (region, image) = (p["region"].as_str().unwrap_or_default(), p["imageId"].as_str().unwrap_or_default());
+        let (region, image) = (
+            p["region"].as_str().unwrap_or_default(),
+            p["imageId"].as_str().unwrap_or_default(),
+        );
         let name = format!("/bakery/{}/latest", world.pipeline_name);
         amis.push(json!({
             "region": region,
@@ -35,7 +42,10 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
             "parameter": {"name": name, "value": world::parameter(&aws, region, &name).await?},
         }));
     }
-    let notification = world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10)).await?.into_iter().next();
+    let notification = world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
+        .await?
+        .into_iter()
+        .next();
     Ok(json!({
         "status": report.status,
         "executionArn": report.execution_arn,
@@ -56,24 +66,77 @@ pub fn render(r: &Value) -> String {
         out.push_str(&s);
         out.push('\n');
     };
-    line(&mut out, format!("SOE release {} → bake of {}", r["sourceAmi"].as_str().unwrap_or("?"), r["pipelineArn"].as_str().unwrap_or("?")));
-    line(&mut out, format!("execution {}\n", r["executionArn"].as_str().unwrap_or("?")));
+    line(
+        &mut out,
+        format!(
+            "SOE release {} → bake of {}",
+            r["sourceAmi"].as_str().unwrap_or("?"),
+            r["pipelineArn"].as_str().unwrap_or("?")
+        ),
+    );
+    line(
+        &mut out,
+        format!("execution {}\n", r["executionArn"].as_str().unwrap_or("?")),
+    );
     line(&mut out, "timeline".into());
     for s in r["timeline"].as_array().into_iter().flatten() {
-        let (at, took) = (s["startedMs"].as_u64().unwrap_or(0), s["durationMs"].as_u64().unwrap_or(0));
-        line(&mut out, format!("  {at:>7} ms  {:<22} {took:>6} ms", s["state"].as_str().unwrap_or("?")));
+        let (at, took) = (
+            s["startedMs"].as_u64().unwrap_or(0),
+            s["durationMs"].as_u64().unwrap_or(0),
+        );
+        line(
+            &mut out,
+            format!("  {at:>7} ms  {:<22} {took:>6} ms", s["state"].as_str().unwrap_or("?")),
+        );
     }
-    line(&mut out, format!("\nresult: {} in {} ms\n", r["status"].as_str().unwrap_or("?"), r["elapsedMs"]));
+    line(
+        &mut out,
+        format!(
+            "\nresult: {} in {} ms\n",
+            r["status"].as_str().unwrap_or("?"),
+            r["elapsedMs"]
+        ),
+    );
     for a in r["amis"].as_array().into_iter().flatten() {
         let sw = &a["sharedWith"];
-        line(&mut out, format!("  {:<15} {}", a["region"].as_str().unwrap_or("?"), a["imageId"].as_str().unwrap_or("?")));
-        line(&mut out, format!("      launch permission: accounts {} · organizations {} · OUs {}", sw["accounts"], sw["organizations"], sw["organizationalUnits"]));
+        line(
+            &mut out,
+            format!(
+                "  {:<15} {}",
+                a["region"].as_str().unwrap_or("?"),
+                a["imageId"].as_str().unwrap_or("?")
+            ),
+        );
+        line(
+            &mut out,
+            format!(
+                "      launch permission: accounts {} · organizations {} · OUs {}",
+                sw["accounts"], sw["organizations"], sw["organizationalUnits"]
+            ),
+        );
         for snap in sw["snapshots"].as_array().into_iter().flatten() {
-            line(&mut out, format!("      snapshot {} create-volume: {}", snap["snapshotId"].as_str().unwrap_or("?"), snap["createVolumePermission"]));
+            line(
+                &mut out,
+                format!(
+                    "      snapshot {} create-volume: {}",
+                    snap["snapshotId"].as_str().unwrap_or("?"),
+                    snap["createVolumePermission"]
+                ),
+            );
         }
-        line(&mut out, format!("      ssm {} = {}", a["parameter"]["name"].as_str().unwrap_or("?"), a["parameter"]["value"]));
+        line(
+            &mut out,
+            format!(
+                "      ssm {} = {}",
+                a["parameter"]["name"].as_str().unwrap_or("?"),
+                a["parameter"]["value"]
+            ),
+        );
     }
     line(&mut out, "\nnotification on the subscriber queue".into());
-    line(&mut out, serde_json::to_string_pretty(&r["notification"]).unwrap_or_default());
+    line(
+        &mut out,
+        serde_json::to_string_pretty(&r["notification"]).unwrap_or_default(),
+    );
     out
 }

@@ -169,7 +169,11 @@ async fn run_demo(json: bool, repo: Option<std::path::PathBuf>) -> Outcome {
     let repo = repo.unwrap_or_else(|| gateway::repo_root(&std::env::current_dir().unwrap_or_default()));
     match demo::run(repo).await {
         Ok(report) => {
-            let out = if json { format!("{report}\n") } else { demo::render(&report) };
+            let out = if json {
+                format!("{report}\n")
+            } else {
+                demo::render(&report)
+            };
             let problems = match report["status"].as_str() {
                 Some("SUCCEEDED") => Vec::new(),
                 other => vec![format!("demo: the bake ended {}", other.unwrap_or("without a status"))],

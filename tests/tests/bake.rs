@@ -12,12 +12,19 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// Short waits, as a deploy for tests would set them.
 async fn aws(build_wait_seconds: &str) -> LocalAws {
-    local_aws_with(&[("BuildWaitSeconds", build_wait_seconds), ("BusyRetrySeconds", "1"), ("CopyPollSeconds", "1")]).await
+    local_aws_with(&[
+        ("BuildWaitSeconds", build_wait_seconds),
+        ("BusyRetrySeconds", "1"),
+        ("CopyPollSeconds", "1"),
+    ])
+    .await
 }
 
 async fn seeded(aws: &LocalAws, name: &str) -> (World, String) {
     let world = world::seed(aws, name).await.unwrap();
-    let release = world::register_ami(aws, &format!("soe-al2023-2026.11.2-{name}")).await.unwrap();
+    let release = world::register_ami(aws, &format!("soe-al2023-2026.11.2-{name}"))
+        .await
+        .unwrap();
     (world, release)
 }
 
@@ -32,12 +39,26 @@ async fn ec2(aws: &LocalAws, region: &str) -> aws_sdk_ec2::Client {
 
 /// The AMIs this account owns in `region` that a bake made (not the seeded bases).
 async fn baked_amis(aws: &LocalAws, region: &str) -> Vec<aws_sdk_ec2::types::Image> {
-    let out = ec2(aws, region).await.describe_images().owners("self").send().await.unwrap();
-    out.images.unwrap_or_default().into_iter().filter(|i| !i.name().unwrap_or_default().starts_with("soe-")).collect()
+    let out = ec2(aws, region)
+        .await
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .unwrap();
+    out.images
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.name().unwrap_or_default().starts_with("soe-"))
+        .collect()
 }
 
 fn tag<'a>(image: &'a aws_sdk_ec2::types::Image, key: &str) -> Option<&'a str> {
-    image.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    image
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 fn published(report: &world::BakeReport) -> Vec<(String, String)> {
@@ -45,7 +66,12 @@ fn published(report: &world::BakeReport) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| (p["region"].as_str().unwrap().to_owned(), p["imageId"].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p["region"].as_str().unwrap().to_owned(),
+                p["imageId"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -53,7 +79,9 @@ fn published(report: &world::BakeReport) -> Vec<(String, String)> {
 async fn happy_path_publishes_shares_tags_and_announces_every_ami() {
     let aws = aws("30").await;
     let (world, release) = seeded(&aws, "web").await;
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "SUCCEEDED", "{:#?}", report);
 
     let amis = published(&report);
@@ -61,22 +89,43 @@ async fn happy_path_publishes_shares_tags_and_announces_every_ami() {
     assert_eq!(regions, world::REGIONS, "one AMI per policy region, in order");
     for (region, image_id) in &amis {
         // The AMI exists in its region, with its lineage.
-        let found = ec2(&aws, region).await.describe_images().image_ids(image_id).send().await.unwrap();
+        let found = ec2(&aws, region)
+            .await
+            .describe_images()
+            .image_ids(image_id)
+            .send()
+            .await
+            .unwrap();
         let image = &found.images.unwrap()[0];
         assert_eq!(image.state().map(|s| s.as_str()), Some("available"));
         assert_eq!(tag(image, "bakery:source-ami"), Some(release.as_str()), "{region}");
-        assert_eq!(tag(image, "bakery:recipe-version"), Some("1.0.1"), "{region}: the next recipe version");
-        assert!(tag(image, "bakery:execution").unwrap().ends_with(&report.execution_arn[report.execution_arn.len() - 20..]));
+        assert_eq!(
+            tag(image, "bakery:recipe-version"),
+            Some("1.0.1"),
+            "{region}: the next recipe version"
+        );
+        assert!(tag(image, "bakery:execution")
+            .unwrap()
+            .ends_with(&report.execution_arn[report.execution_arn.len() - 20..]));
         // Shared as the policy says: launch permission for 2 accounts and the OU, volumes for the accounts.
         let shares = world::shares(&aws, region, image_id).await.unwrap();
-        let mut accounts: Vec<&str> = shares["accounts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let mut accounts: Vec<&str> = shares["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         accounts.sort();
         assert_eq!(accounts, ["210987654321", "345678901234"], "{region}");
         assert_eq!(shares["organizationalUnits"][0], world::SHARE_OU, "{region}");
         let snapshots = shares["snapshots"].as_array().unwrap();
         assert!(!snapshots.is_empty(), "{region}: the AMI has snapshots");
         for s in snapshots {
-            assert_eq!(s["createVolumePermission"].as_array().unwrap().len(), 2, "{region}: {s}");
+            assert_eq!(
+                s["createVolumePermission"].as_array().unwrap().len(),
+                2,
+                "{region}: {s}"
+            );
         }
         // The parameter in that region points at that region's AMI.
         let p = world::parameter(&aws, region, "/bakery/web/latest").await.unwrap();
@@ -86,7 +135,9 @@ async fn happy_path_publishes_shares_tags_and_announces_every_ami() {
     let copies = baked_amis(&aws, "eu-west-1").await;
     assert_eq!(copies.len(), 1, "one copy in eu-west-1");
 
-    let messages = world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10)).await.unwrap();
+    let messages = world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert_eq!(m["attributes"]["status"], "PUBLISHED");
@@ -96,7 +147,12 @@ async fn happy_path_publishes_shares_tags_and_announces_every_ami() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["region"].as_str().unwrap().to_owned(), a["imageId"].as_str().unwrap().to_owned()))
+        .map(|a| {
+            (
+                a["region"].as_str().unwrap().to_owned(),
+                a["imageId"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(announced, amis, "every AMI ID, by region");
     assert_eq!(m["message"]["executionArn"], report.execution_arn.as_str());
@@ -110,14 +166,30 @@ async fn assert_nothing_published(aws: &LocalAws, world: &World, step: &str) -> 
         assert!(baked_amis(aws, region).await.is_empty(), "no copy in {region}");
     }
     for region in world::REGIONS {
-        assert_eq!(world::parameter(aws, region, "/bakery/web/latest").await.unwrap(), None, "{region}");
+        assert_eq!(
+            world::parameter(aws, region, "/bakery/web/latest").await.unwrap(),
+            None,
+            "{region}"
+        );
     }
     for image in baked_amis(aws, world::REGIONS[0]).await {
-        let shares = world::shares(aws, world::REGIONS[0], image.image_id().unwrap()).await.unwrap();
-        assert_eq!(shares["accounts"], serde_json::json!([]), "the built AMI is shared with no one");
-        assert_eq!(tag(&image, "bakery:quarantined"), Some("true"), "whatever was built is quarantined");
+        let shares = world::shares(aws, world::REGIONS[0], image.image_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            shares["accounts"],
+            serde_json::json!([]),
+            "the built AMI is shared with no one"
+        );
+        assert_eq!(
+            tag(&image, "bakery:quarantined"),
+            Some("true"),
+            "whatever was built is quarantined"
+        );
     }
-    let messages = world::notifications(aws, &world.subscriber_queue_url, 1, Duration::from_secs(10)).await.unwrap();
+    let messages = world::notifications(aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(messages.len(), 1);
     let m = messages[0].clone();
     assert_eq!(m["attributes"]["status"], "FAILED");
@@ -130,8 +202,13 @@ async fn assert_nothing_published(aws: &LocalAws, world: &World, step: &str) -> 
 async fn a_failed_test_phase_publishes_nothing_and_says_why() {
     let aws = aws("30").await;
     let (world, release) = seeded(&aws, "web").await;
-    aws.admin().fail_next_build("TESTING", "InSpec: 2 of 40 controls failed").await.unwrap();
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    aws.admin()
+        .fail_next_build("TESTING", "InSpec: 2 of 40 controls failed")
+        .await
+        .unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "FAILED", "{report:#?}");
     let m = assert_nothing_published(&aws, &world, "Gate").await;
     let cause = m["message"]["failure"]["cause"].as_str().unwrap();
@@ -142,19 +219,31 @@ async fn a_failed_test_phase_publishes_nothing_and_says_why() {
 async fn scan_findings_over_the_limit_quarantine_the_image() {
     let aws = aws("30").await;
     let (world, release) = seeded(&aws, "web").await;
-    let counts = gateway::FindingCounts { critical: 1, high: 5, ..Default::default() };
+    let counts = gateway::FindingCounts {
+        critical: 1,
+        high: 5,
+        ..Default::default()
+    };
     aws.admin().set_scan_findings(&counts).await.unwrap();
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "FAILED", "{report:#?}");
     let m = assert_nothing_published(&aws, &world, "Gate").await;
     let reasons = m["message"]["gate"]["reasons"].as_array().unwrap();
-    assert!(reasons.iter().any(|r| r == "1 critical findings, limit 0"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "1 critical findings, limit 0"),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r == "5 high findings, limit 2"), "{reasons:?}");
     assert_eq!(m["message"]["gate"]["quarantined"], true);
     let built = baked_amis(&aws, world::REGIONS[0]).await;
     assert_eq!(built.len(), 1, "the build's AMI stays, quarantined");
     let deprecated = aws.admin().deprecations().await.unwrap();
-    assert!(deprecated.contains_key(built[0].image_id().unwrap()), "and deprecated: {deprecated:?}");
+    assert!(
+        deprecated.contains_key(built[0].image_id().unwrap()),
+        "and deprecated: {deprecated:?}"
+    );
 }
 
 #[tokio::test]
@@ -163,13 +252,18 @@ async fn a_lost_state_change_event_is_covered_by_the_status_check() {
     let (world, release) = seeded(&aws, "web").await;
     // Every state change of the build is lost: only the timeout and the status check remain.
     aws.admin().drop_next_state_change_events(5).await.unwrap();
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
     let states: Vec<&str> = report.timeline.iter().map(|s| s.state.as_str()).collect();
     assert!(states.contains(&"CheckBuild"), "the status check ran: {states:?}");
     assert_eq!(published(&report).len(), 3);
     let events = aws.admin().events().await.unwrap();
-    assert!(events.iter().all(|e| e["source"] != "aws.imagebuilder"), "the events really were lost");
+    assert!(
+        events.iter().all(|e| e["source"] != "aws.imagebuilder"),
+        "the events really were lost"
+    );
 }
 
 #[tokio::test]
@@ -187,10 +281,18 @@ async fn throttled_image_builder_and_ec2_calls_do_not_fail_the_bake() {
         admin.throttle(service, operation, count).await.unwrap();
     }
     let started = Instant::now();
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
     assert_eq!(published(&report).len(), 3);
-    let left: Vec<Value> = admin.throttles().await.unwrap().into_iter().filter(|t| t["remaining"] != 0).collect();
+    let left: Vec<Value> = admin
+        .throttles()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t["remaining"] != 0)
+        .collect();
     assert!(left.is_empty(), "every throttled call was made and retried: {left:?}");
     eprintln!("throttled bake took {:?}", started.elapsed());
 }
@@ -206,25 +308,40 @@ async fn the_same_bake_started_twice_builds_copies_and_announces_once() {
         "sourceAmi": {"imageId": release, "region": aws.region}, "parentChain": [], "trigger": "soeRelease"
     })
     .to_string();
-    let start = || sfn.start_execution().state_machine_arn(&world.state_machine_arn).name(&id).input(&input).send();
+    let start = || {
+        sfn.start_execution()
+            .state_machine_arn(&world.state_machine_arn)
+            .name(&id)
+            .input(&input)
+            .send()
+    };
     let first = start().await.unwrap().execution_arn;
     // A redelivered trigger starts the same name again: the same execution, or ExecutionAlreadyExists.
     match start().await {
         Ok(second) => assert_eq!(second.execution_arn, first),
         Err(e) => assert!(e.into_service_error().is_execution_already_exists()),
     }
-    let report = world::wait(&aws, &first, &release, Instant::now(), LIMIT).await.unwrap();
+    let report = world::wait(&aws, &first, &release, Instant::now(), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
     if let Err(e) = start().await {
         assert!(e.into_service_error().is_execution_already_exists());
     }
 
     let ib = aws_sdk_imagebuilder::Client::new(&aws.sdk_config(&aws.region).await);
-    let images = ib.list_image_pipeline_images().image_pipeline_arn(&world.pipeline_arn).send().await.unwrap();
+    let images = ib
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&world.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(images.image_summary_list.unwrap().len(), 1, "one build");
     for region in &world::REGIONS[1..] {
         assert_eq!(baked_amis(&aws, region).await.len(), 1, "one copy in {region}");
     }
-    let messages = world::notifications(&aws, &world.subscriber_queue_url, 2, Duration::from_secs(5)).await.unwrap();
+    let messages = world::notifications(&aws, &world.subscriber_queue_url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(messages.len(), 1, "one message");
 }

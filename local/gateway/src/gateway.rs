@@ -345,13 +345,16 @@ impl Gateway {
         let bad = |m: &str| json_response(400, &json!({"error": m}));
         match (method.as_str(), path) {
             ("GET", "health") => ok(),
-            ("GET", "deprecations") => {
-                json_response(200, &json!(self.deprecations.lock().map(|d| d.clone()).unwrap_or_default()))
-            }
+            ("GET", "deprecations") => json_response(
+                200,
+                &json!(self.deprecations.lock().map(|d| d.clone()).unwrap_or_default()),
+            ),
             ("GET", "throttles") => {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
-                let rows: Vec<Value> =
-                    t.into_iter().map(|((s, o), n)| json!({"service": s, "operation": o, "remaining": n})).collect();
+                let rows: Vec<Value> = t
+                    .into_iter()
+                    .map(|((s, o), n)| json!({"service": s, "operation": o, "remaining": n}))
+                    .collect();
                 json_response(200, &json!(rows))
             }
             ("GET", "events") => json_response(200, &json!(self.events.lock().map(|e| e.clone()).unwrap_or_default())),

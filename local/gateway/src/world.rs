@@ -51,7 +51,9 @@ pub async fn register_ami(aws: &LocalAws, name: &str) -> Result<String, Error> {
         )
         .send()
         .await;
-    Ok(ok("RegisterImage", out.map_err(|e| e.into_service_error()))?.image_id.unwrap_or_default())
+    Ok(ok("RegisterImage", out.map_err(|e| e.into_service_error()))?
+        .image_id
+        .unwrap_or_default())
 }
 
 /// The demo's policy for `pipeline_arn`: 3 regions (one KMS key), 2 accounts and 1 OU,
@@ -101,7 +103,10 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
         .instance_types("t3.medium")
         .send()
         .await;
-    let infra = ok("CreateInfrastructureConfiguration", infra.map_err(|e| e.into_service_error()))?;
+    let infra = ok(
+        "CreateInfrastructureConfiguration",
+        infra.map_err(|e| e.into_service_error()),
+    )?;
     let ami = AmiDistributionConfiguration::builder()
         .name(format!("{name}-{{{{imagebuilder:buildDate}}}}"))
         .ami_tags("Team", "platform")
@@ -109,17 +114,29 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
     let dist = ib
         .create_distribution_configuration()
         .name(format!("{name}-dist"))
-        .distributions(ok("Distribution", Distribution::builder().region(&aws.region).ami_distribution_configuration(ami).build())?)
+        .distributions(ok(
+            "Distribution",
+            Distribution::builder()
+                .region(&aws.region)
+                .ami_distribution_configuration(ami)
+                .build(),
+        )?)
         .send()
         .await;
-    let dist = ok("CreateDistributionConfiguration", dist.map_err(|e| e.into_service_error()))?;
+    let dist = ok(
+        "CreateDistributionConfiguration",
+        dist.map_err(|e| e.into_service_error()),
+    )?;
     let recipe = ib
         .create_image_recipe()
         .name(name)
         .semantic_version("1.0.0")
         .parent_image(&base_ami)
         .working_directory("/tmp")
-        .components(ok("Component", ComponentConfiguration::builder().set_component_arn(component).build())?)
+        .components(ok(
+            "Component",
+            ComponentConfiguration::builder().set_component_arn(component).build(),
+        )?)
         .send()
         .await;
     let recipe = ok("CreateImageRecipe", recipe.map_err(|e| e.into_service_error()))?;
@@ -130,24 +147,57 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
         .set_image_recipe_arn(recipe.image_recipe_arn)
         .set_infrastructure_configuration_arn(infra.infrastructure_configuration_arn)
         .set_distribution_configuration_arn(dist.distribution_configuration_arn)
-        .image_tests_configuration(ImageTestsConfiguration::builder().image_tests_enabled(true).timeout_minutes(60).build())
-        .image_scanning_configuration(ImageScanningConfiguration::builder().image_scanning_enabled(true).build())
+        .image_tests_configuration(
+            ImageTestsConfiguration::builder()
+                .image_tests_enabled(true)
+                .timeout_minutes(60)
+                .build(),
+        )
+        .image_scanning_configuration(
+            ImageScanningConfiguration::builder()
+                .image_scanning_enabled(true)
+                .build(),
+        )
         .send()
         .await;
-    let pipeline_arn = ok("CreateImagePipeline", pipeline.map_err(|e| e.into_service_error()))?.image_pipeline_arn.unwrap_or_default();
+    let pipeline_arn = ok("CreateImagePipeline", pipeline.map_err(|e| e.into_service_error()))?
+        .image_pipeline_arn
+        .unwrap_or_default();
 
-    let topic_arn = aws.resource("PublicationTopic").ok_or("the template has no PublicationTopic")?.to_owned();
+    let topic_arn = aws
+        .resource("PublicationTopic")
+        .ok_or("the template has no PublicationTopic")?
+        .to_owned();
     let policy = policy(aws, &pipeline_arn, name, &topic_arn);
     put_policy(aws, name, &policy).await?;
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue = ok("CreateQueue", sqs.create_queue().queue_name(format!("{name}-subscriber")).send().await.map_err(|e| e.into_service_error()))?;
+    let queue = ok(
+        "CreateQueue",
+        sqs.create_queue()
+            .queue_name(format!("{name}-subscriber"))
+            .send()
+            .await
+            .map_err(|e| e.into_service_error()),
+    )?;
     let queue_url = queue.queue_url.unwrap_or_default();
     let queue_arn = format!("arn:aws:sqs:{}:{}:{name}-subscriber", aws.region, aws.account);
     let sns = aws_sdk_sns::Client::new(&sdk);
-    ok("Subscribe", sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.map_err(|e| e.into_service_error()))?;
+    ok(
+        "Subscribe",
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .map_err(|e| e.into_service_error()),
+    )?;
 
-    let state_machine_arn = aws.resource("BakeStateMachine").ok_or("the template has no BakeStateMachine")?.to_owned();
+    let state_machine_arn = aws
+        .resource("BakeStateMachine")
+        .ok_or("the template has no BakeStateMachine")?
+        .to_owned();
     Ok(World {
         pipeline_arn,
         pipeline_name: name.to_owned(),
@@ -160,7 +210,12 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
 
 /// Stores a bake policy where the functions read it (`POLICY_PREFIX` + pipeline name).
 pub async fn put_policy(aws: &LocalAws, name: &str, policy: &Value) -> Result<(), Error> {
-    let prefix = aws.names.parameters.get("PolicyPrefix").cloned().unwrap_or_else(|| "/bakery/policies/".into());
+    let prefix = aws
+        .names
+        .parameters
+        .get("PolicyPrefix")
+        .cloned()
+        .unwrap_or_else(|| "/bakery/policies/".into());
     let ssm = aws_sdk_ssm::Client::new(&aws.sdk_config(&aws.region).await);
     let put = ssm
         .put_parameter()
@@ -195,7 +250,13 @@ pub struct BakeReport {
 }
 
 /// Starts a bake of `world`'s pipeline on `source_ami` and waits for it to end.
-pub async fn bake(aws: &LocalAws, world: &World, source_ami: &str, bake_id: &str, limit: Duration) -> Result<BakeReport, Error> {
+pub async fn bake(
+    aws: &LocalAws,
+    world: &World,
+    source_ami: &str,
+    bake_id: &str,
+    limit: Duration,
+) -> Result<BakeReport, Error> {
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
     let input = json!({
         "bakeId": bake_id,
@@ -217,10 +278,23 @@ pub async fn bake(aws: &LocalAws, world: &World, source_ami: &str, bake_id: &str
 }
 
 /// Waits for an execution to end and reads its timeline.
-pub async fn wait(aws: &LocalAws, execution_arn: &str, source_ami: &str, started: Instant, limit: Duration) -> Result<BakeReport, Error> {
+pub async fn wait(
+    aws: &LocalAws,
+    execution_arn: &str,
+    source_ami: &str,
+    started: Instant,
+    limit: Duration,
+) -> Result<BakeReport, Error> {
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
     let described = loop {
-        let d = ok("DescribeExecution", sfn.describe_execution().execution_arn(execution_arn).send().await.map_err(|e| e.into_service_error()))?;
+        let d = ok(
+            "DescribeExecution",
+            sfn.describe_execution()
+                .execution_arn(execution_arn)
+                .send()
+                .await
+                .map_err(|e| e.into_service_error()),
+        )?;
         if d.status != ExecutionStatus::Running {
             break d;
         }
@@ -231,7 +305,12 @@ pub async fn wait(aws: &LocalAws, execution_arn: &str, source_ami: &str, started
     };
     let history = ok(
         "GetExecutionHistory",
-        sfn.get_execution_history().execution_arn(execution_arn).max_results(1000).send().await.map_err(|e| e.into_service_error()),
+        sfn.get_execution_history()
+            .execution_arn(execution_arn)
+            .max_results(1000)
+            .send()
+            .await
+            .map_err(|e| e.into_service_error()),
     )?;
     let events = history.events;
     let t0 = events.first().map(|e| e.timestamp.as_secs_f64()).unwrap_or_default();
@@ -251,7 +330,11 @@ pub async fn wait(aws: &LocalAws, execution_arn: &str, source_ami: &str, started
                 });
             }
         } else if matches!(e.r#type, HistoryEventType::ExecutionFailed) {
-            timeline.push(Step { state: "ExecutionFailed".into(), started_ms: ((at - t0) * 1000.0) as u128, duration_ms: 0 });
+            timeline.push(Step {
+                state: "ExecutionFailed".into(),
+                started_ms: ((at - t0) * 1000.0) as u128,
+                duration_ms: 0,
+            });
         }
     }
     timeline.sort_by_key(|s| s.started_ms);
@@ -259,7 +342,11 @@ pub async fn wait(aws: &LocalAws, execution_arn: &str, source_ami: &str, started
         execution_arn: execution_arn.to_owned(),
         status: described.status.as_str().to_owned(),
         source_ami: source_ami.to_owned(),
-        output: described.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null),
+        output: described
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok())
+            .unwrap_or(Value::Null),
         timeline,
         elapsed_ms: started.elapsed().as_millis(),
     })
@@ -271,10 +358,21 @@ pub async fn notifications(aws: &LocalAws, queue_url: &str, want: usize, limit: 
     let started = Instant::now();
     let mut got = Vec::new();
     while got.len() < want && started.elapsed() < limit {
-        let out = ok("ReceiveMessage", sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.map_err(|e| e.into_service_error()))?;
+        let out = ok(
+            "ReceiveMessage",
+            sqs.receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| e.into_service_error()),
+        )?;
         for m in out.messages.unwrap_or_default() {
             let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or(Value::Null);
-            let message: Value = envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+            let message: Value = envelope["Message"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
             let attributes: serde_json::Map<String, Value> = envelope["MessageAttributes"]
                 .as_object()
                 .into_iter()
@@ -315,11 +413,20 @@ pub async fn shares(aws: &LocalAws, region: &str, image_id: &str) -> Result<Valu
             ous.push(o.to_owned());
         }
     }
-    let image = ok("DescribeImages", ec2.describe_images().image_ids(image_id).send().await.map_err(|e| e.into_service_error()))?;
+    let image = ok(
+        "DescribeImages",
+        ec2.describe_images()
+            .image_ids(image_id)
+            .send()
+            .await
+            .map_err(|e| e.into_service_error()),
+    )?;
     let mut snapshots = Vec::new();
     for image in image.images() {
         for bdm in image.block_device_mappings() {
-            let Some(snap) = bdm.ebs().and_then(|e| e.snapshot_id()) else { continue };
+            let Some(snap) = bdm.ebs().and_then(|e| e.snapshot_id()) else {
+                continue;
+            };
             let perm = ec2
                 .describe_snapshot_attribute()
                 .snapshot_id(snap)
@@ -327,7 +434,11 @@ pub async fn shares(aws: &LocalAws, region: &str, image_id: &str) -> Result<Valu
                 .send()
                 .await;
             let perm = ok("DescribeSnapshotAttribute", perm.map_err(|e| e.into_service_error()))?;
-            let users: Vec<&str> = perm.create_volume_permissions().iter().filter_map(|p| p.user_id()).collect();
+            let users: Vec<&str> = perm
+                .create_volume_permissions()
+                .iter()
+                .filter_map(|p| p.user_id())
+                .collect();
             snapshots.push(json!({"snapshotId": snap, "createVolumePermission": users}));
         }
     }
