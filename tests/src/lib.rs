@@ -70,101 +70,13 @@ where
 
 /// A base (SOE) AMI registered in moto's EC2, as an upstream account would publish it.
 pub async fn register_base_ami(ec2: &aws_sdk_ec2::Client, name: &str) -> String {
-    use aws_sdk_ec2::types::{ArchitectureValues, BlockDeviceMapping, EbsBlockDevice};
-    let out = ec2
-        .register_image()
-        .name(name)
-        .architecture(ArchitectureValues::X8664)
-        .root_device_name("/dev/xvda")
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/xvda")
-                .ebs(EbsBlockDevice::builder().volume_size(8).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.image_id.unwrap()
+    gateway::world::register_ami_with(ec2, name).await.unwrap()
 }
 
-/// A pipeline as a platform team sets it up: component, infrastructure, distribution to
-/// `regions` (the first is home), recipe on `parent`, scanning on. Returns the pipeline ARN.
+/// A pipeline as a platform team sets it up (see `gateway::world::create_pipeline`).
 pub async fn create_pipeline(ib: &aws_sdk_imagebuilder::Client, name: &str, parent: &str, regions: &[&str]) -> String {
-    use aws_sdk_imagebuilder::types::*;
-    let component = ib
-        .create_component()
-        .name(format!("{name}-hardening"))
-        .semantic_version("1.0.0")
-        .platform(Platform::Linux)
-        .data("name: hardening\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: harden\n        action: ExecuteBash\n        inputs:\n          commands: [echo hardened]\n")
-        .client_token(format!("{name}-component"))
-        .send()
+    gateway::world::create_pipeline(ib, name, parent, regions)
         .await
-        .unwrap()
-        .component_build_version_arn
-        .unwrap();
-    let infra = ib
-        .create_infrastructure_configuration()
-        .name(format!("{name}-infra"))
-        .instance_profile_name("EC2InstanceProfileForImageBuilder")
-        .client_token(format!("{name}-infra"))
-        .send()
-        .await
-        .unwrap()
-        .infrastructure_configuration_arn
-        .unwrap();
-    let mut dist = ib
-        .create_distribution_configuration()
-        .name(format!("{name}-dist"))
-        .client_token(format!("{name}-dist"));
-    for region in regions {
-        let ami = AmiDistributionConfiguration::builder()
-            .name(format!("{name}-{{{{imagebuilder:buildDate}}}}"))
-            .ami_tags("Team", "platform")
-            .build();
-        dist = dist.distributions(
-            Distribution::builder()
-                .region(*region)
-                .ami_distribution_configuration(ami)
-                .build()
-                .unwrap(),
-        );
-    }
-    let dist = dist.send().await.unwrap().distribution_configuration_arn.unwrap();
-    let recipe = ib
-        .create_image_recipe()
-        .name(name)
-        .semantic_version("1.0.0")
-        .parent_image(parent)
-        .components(
-            ComponentConfiguration::builder()
-                .component_arn(component)
-                .build()
-                .unwrap(),
-        )
-        .client_token(format!("{name}-recipe"))
-        .send()
-        .await
-        .unwrap()
-        .image_recipe_arn
-        .unwrap();
-    ib.create_image_pipeline()
-        .name(name)
-        .image_recipe_arn(recipe)
-        .infrastructure_configuration_arn(infra)
-        .distribution_configuration_arn(dist)
-        .image_tests_configuration(ImageTestsConfiguration::builder().image_tests_enabled(true).build())
-        .image_scanning_configuration(
-            ImageScanningConfiguration::builder()
-                .image_scanning_enabled(true)
-                .build(),
-        )
-        .client_token(format!("{name}-pipeline"))
-        .send()
-        .await
-        .unwrap()
-        .image_pipeline_arn
         .unwrap()
 }
 

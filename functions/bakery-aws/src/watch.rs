@@ -14,6 +14,19 @@ pub struct Deps {
     pub table: String,
 }
 
+impl Deps {
+    /// Clients from the environment's SDK configuration; the ledger from `LEDGER_TABLE`.
+    pub async fn from_env() -> Result<Self, BakeError> {
+        let sdk = crate::sdk_config().await;
+        Ok(Self {
+            ib: aws_sdk_imagebuilder::Client::new(&sdk),
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            table: crate::env("LEDGER_TABLE")?,
+        })
+    }
+}
+
 /// A build's status as the state machine sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

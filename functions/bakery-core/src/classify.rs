@@ -1,7 +1,7 @@
 //! Classification of everything the trigger function can receive: bake, ignore (with a
 //! reason), or a typed error that says what is wrong and where. Never panics on input.
 
-use crate::ids::{self, echo, AccountId, AmiId, Arn, Region};
+use crate::ids::{self, echo, kind_of, AccountId, AmiId, Arn, Region};
 use crate::imagebuilder::ImageBuilderMessage;
 use crate::publication::{BakeStatus, Publication, PUBLICATION_SCHEMA_PREFIX};
 use crate::trigger::{BakeTrigger, Classification, Origin, SourceAmi};
@@ -120,17 +120,6 @@ fn bake(
 
 fn ignore(reason: impl Into<String>) -> Classification {
     Classification::Ignore { reason: reason.into() }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Classifies one input as the trigger function receives it.

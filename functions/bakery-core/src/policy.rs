@@ -4,7 +4,7 @@
 //! whether a source AMI may be baked live here too. The JSON schema is
 //! `schema/bake-policy.schema.json`; a test keeps the two in step.
 
-use crate::ids::{self, echo, AccountId, AmiId, Region};
+use crate::ids::{self, echo, kind_of, AccountId, AmiId, Region};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -332,17 +332,6 @@ fn at(path: &str, key: &str) -> String {
         key.to_owned()
     } else {
         format!("{path}.{key}")
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

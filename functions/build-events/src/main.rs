@@ -7,13 +7,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let sdk = bakery_aws::sdk_config().await;
-    let deps = bakery_aws::watch::Deps {
-        ib: aws_sdk_imagebuilder::Client::new(&sdk),
-        ddb: aws_sdk_dynamodb::Client::new(&sdk),
-        sfn: aws_sdk_sfn::Client::new(&sdk),
-        table: bakery_aws::env("LEDGER_TABLE")?,
-    };
+    let deps = bakery_aws::watch::Deps::from_env().await?;
     lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
         handler::handle(e.payload, &deps)
     }))

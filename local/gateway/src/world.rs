@@ -37,7 +37,10 @@ fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Error> 
 /// Registers a base AMI as the SOE team publishes it (moto drops RegisterImage's block
 /// device mappings, but builds start from it with RunInstances all the same).
 pub async fn register_ami(aws: &LocalAws, name: &str) -> Result<String, Error> {
-    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await);
+    register_ami_with(&aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await), name).await
+}
+
+pub async fn register_ami_with(ec2: &aws_sdk_ec2::Client, name: &str) -> Result<String, Error> {
     let out = ec2
         .register_image()
         .name(name)
@@ -87,82 +90,7 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
     let ib = aws_sdk_imagebuilder::Client::new(&sdk);
     let base_ami = register_ami(aws, &format!("soe-al2023-2026.11.1-{name}")).await?;
 
-    let component = ib
-        .create_component()
-        .name(format!("{name}-hardening"))
-        .semantic_version("1.0.0")
-        .platform(Platform::Linux)
-        .data("name: hardening\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: cis\n        action: ExecuteBash\n        inputs:\n          commands: [echo cis-level-1]\n")
-        .send()
-        .await;
-    let component = ok("CreateComponent", component.map_err(|e| e.into_service_error()))?.component_build_version_arn;
-    let infra = ib
-        .create_infrastructure_configuration()
-        .name(format!("{name}-infra"))
-        .instance_profile_name("EC2InstanceProfileForImageBuilder")
-        .instance_types("t3.medium")
-        .send()
-        .await;
-    let infra = ok(
-        "CreateInfrastructureConfiguration",
-        infra.map_err(|e| e.into_service_error()),
-    )?;
-    let ami = AmiDistributionConfiguration::builder()
-        .name(format!("{name}-{{{{imagebuilder:buildDate}}}}"))
-        .ami_tags("Team", "platform")
-        .build();
-    let dist = ib
-        .create_distribution_configuration()
-        .name(format!("{name}-dist"))
-        .distributions(ok(
-            "Distribution",
-            Distribution::builder()
-                .region(&aws.region)
-                .ami_distribution_configuration(ami)
-                .build(),
-        )?)
-        .send()
-        .await;
-    let dist = ok(
-        "CreateDistributionConfiguration",
-        dist.map_err(|e| e.into_service_error()),
-    )?;
-    let recipe = ib
-        .create_image_recipe()
-        .name(name)
-        .semantic_version("1.0.0")
-        .parent_image(&base_ami)
-        .working_directory("/tmp")
-        .components(ok(
-            "Component",
-            ComponentConfiguration::builder().set_component_arn(component).build(),
-        )?)
-        .send()
-        .await;
-    let recipe = ok("CreateImageRecipe", recipe.map_err(|e| e.into_service_error()))?;
-    let pipeline = ib
-        .create_image_pipeline()
-        .name(name)
-        .description(format!("{name} image"))
-        .set_image_recipe_arn(recipe.image_recipe_arn)
-        .set_infrastructure_configuration_arn(infra.infrastructure_configuration_arn)
-        .set_distribution_configuration_arn(dist.distribution_configuration_arn)
-        .image_tests_configuration(
-            ImageTestsConfiguration::builder()
-                .image_tests_enabled(true)
-                .timeout_minutes(60)
-                .build(),
-        )
-        .image_scanning_configuration(
-            ImageScanningConfiguration::builder()
-                .image_scanning_enabled(true)
-                .build(),
-        )
-        .send()
-        .await;
-    let pipeline_arn = ok("CreateImagePipeline", pipeline.map_err(|e| e.into_service_error()))?
-        .image_pipeline_arn
-        .unwrap_or_default();
+    let pipeline_arn = create_pipeline(&ib, name, &base_ami, &[&aws.region]).await?;
 
     let topic_arn = aws
         .resource("PublicationTopic")
@@ -206,6 +134,88 @@ pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
         state_machine_arn,
         policy,
     })
+}
+
+/// A pipeline as a platform team sets it up: a hardening component, infrastructure, a
+/// distribution to `regions` (the first is home), a recipe on `parent`, tests and scanning on.
+pub async fn create_pipeline(
+    ib: &aws_sdk_imagebuilder::Client,
+    name: &str,
+    parent: &str,
+    regions: &[&str],
+) -> Result<String, Error> {
+    let component = ib
+        .create_component()
+        .name(format!("{name}-hardening"))
+        .semantic_version("1.0.0")
+        .platform(Platform::Linux)
+        .data("name: hardening\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: cis\n        action: ExecuteBash\n        inputs:\n          commands: [echo cis-level-1]\n")
+        .send()
+        .await;
+    let component = ok("CreateComponent", component.map_err(|e| e.into_service_error()))?.component_build_version_arn;
+    let infra = ib
+        .create_infrastructure_configuration()
+        .name(format!("{name}-infra"))
+        .instance_profile_name("EC2InstanceProfileForImageBuilder")
+        .instance_types("t3.medium")
+        .send()
+        .await;
+    let infra = ok(
+        "CreateInfrastructureConfiguration",
+        infra.map_err(|e| e.into_service_error()),
+    )?;
+    let mut dist = ib.create_distribution_configuration().name(format!("{name}-dist"));
+    for region in regions {
+        let ami = AmiDistributionConfiguration::builder()
+            .name(format!("{name}-{{{{imagebuilder:buildDate}}}}"))
+            .ami_tags("Team", "platform")
+            .build();
+        let d = Distribution::builder()
+            .region(*region)
+            .ami_distribution_configuration(ami)
+            .build();
+        dist = dist.distributions(ok("Distribution", d)?);
+    }
+    let dist = ok(
+        "CreateDistributionConfiguration",
+        dist.send().await.map_err(|e| e.into_service_error()),
+    )?;
+    let recipe = ib
+        .create_image_recipe()
+        .name(name)
+        .semantic_version("1.0.0")
+        .parent_image(parent)
+        .working_directory("/tmp")
+        .components(ok(
+            "Component",
+            ComponentConfiguration::builder().set_component_arn(component).build(),
+        )?)
+        .send()
+        .await;
+    let recipe = ok("CreateImageRecipe", recipe.map_err(|e| e.into_service_error()))?;
+    let pipeline = ib
+        .create_image_pipeline()
+        .name(name)
+        .description(format!("{name} image"))
+        .set_image_recipe_arn(recipe.image_recipe_arn)
+        .set_infrastructure_configuration_arn(infra.infrastructure_configuration_arn)
+        .set_distribution_configuration_arn(dist.distribution_configuration_arn)
+        .image_tests_configuration(
+            ImageTestsConfiguration::builder()
+                .image_tests_enabled(true)
+                .timeout_minutes(60)
+                .build(),
+        )
+        .image_scanning_configuration(
+            ImageScanningConfiguration::builder()
+                .image_scanning_enabled(true)
+                .build(),
+        )
+        .send()
+        .await;
+    Ok(ok("CreateImagePipeline", pipeline.map_err(|e| e.into_service_error()))?
+        .image_pipeline_arn
+        .unwrap_or_default())
 }
 
 /// Stores a bake policy where the functions read it (`POLICY_PREFIX` + pipeline name).
