@@ -2,6 +2,7 @@
 //! and credentials from the environment, nothing local in the code), errors classified into the
 //! stable `errorType` names the state machine's Retry and Catch match on, and policy loading.
 
+pub mod images;
 pub mod watch;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

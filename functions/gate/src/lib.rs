@@ -348,26 +348,10 @@ struct Found {
 }
 
 async fn describe(ec2: &aws_sdk_ec2::Client, image_id: &AmiId) -> Result<Option<Found>, BakeError> {
-    let out = with_retries(|| async {
-        ec2.describe_images()
-            .image_ids(image_id.as_str())
-            .owners("self")
-            .send()
-            .await
-            .map_err(|e| classify("DescribeImages", e))
-    })
-    .await;
-    let out = match out {
-        Err(BakeError::NotFound(_)) => return Ok(None),
-        other => other?,
-    };
-    Ok(out.images().first().map(|i| Found {
+    let image = bakery_aws::images::describe_own(ec2, image_id.as_str()).await?;
+    Ok(image.map(|i| Found {
         name: i.name().map(str::to_owned),
-        snapshot_ids: i
-            .block_device_mappings()
-            .iter()
-            .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_owned))
-            .collect(),
+        snapshot_ids: bakery_aws::images::snapshot_ids(&i),
     }))
 }
 

@@ -282,32 +282,14 @@ fn progress(state: Option<&ImageState>, reason: Option<&str>) -> Progress {
 async fn wait_available(ec2: &aws_sdk_ec2::Client, image_id: &AmiId) -> Result<Vec<String>, BakeError> {
     let start = Instant::now();
     loop {
-        let out = with_retries(|| async {
-            ec2.describe_images()
-                .image_ids(image_id.as_str())
-                .owners("self")
-                .send()
-                .await
-                .map_err(|e| classify("DescribeImages", e))
-        })
-        .await;
-        let image = match out {
-            Err(BakeError::NotFound(_)) => None,
-            other => other?.images.and_then(|i| i.into_iter().next()),
-        };
+        let image = bakery_aws::images::describe_own(ec2, image_id.as_str()).await?;
         let state = image.as_ref().and_then(|i| i.state.as_ref());
         let reason = image
             .as_ref()
             .and_then(|i| i.state_reason.as_ref())
             .and_then(|r| r.message());
         match progress(state, reason) {
-            Progress::Available => {
-                let mappings = image.as_ref().map(|i| i.block_device_mappings()).unwrap_or_default();
-                return Ok(mappings
-                    .iter()
-                    .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_owned))
-                    .collect());
-            }
+            Progress::Available => return Ok(image.as_ref().map(bakery_aws::images::snapshot_ids).unwrap_or_default()),
             Progress::Failed(why) => {
                 return Err(BakeError::Aws {
                     operation: "CopyImage".into(),
