@@ -186,6 +186,102 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     })
 }
 
+/// Undoes a region's publication after the bake failed elsewhere, so nothing stays half-shared:
+/// the launch and create-volume permissions this bake granted are removed from its AMIs in the
+/// region (the copy, or the home AMI), they are tagged quarantined, and parameters that point at
+/// them are deleted. Safe to run on a region that was never published.
+pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
+    let input = parse(payload)?;
+    let region = &input.target.region;
+    let Clients { ec2, ssm } = deps.clients(region);
+    let tags = input.lineage.tags();
+    let mut images: Vec<AmiId> = existing_copy(&ec2, &tags).await?.into_iter().collect();
+    if *region == input.image.region {
+        images.push(input.image.image_id.clone());
+    }
+    let permissions = launch_permissions(&input.share_with);
+    let accounts = snapshot_user_ids(&input.share_with);
+    for image_id in &images {
+        let Some(image) = bakery_aws::images::describe_own(&ec2, image_id.as_str()).await? else {
+            continue;
+        };
+        if !permissions.is_empty() {
+            let remove = LaunchPermissionModifications::builder()
+                .set_remove(Some(permissions.clone()))
+                .build();
+            with_retries(|| async {
+                ec2.modify_image_attribute()
+                    .image_id(image_id.as_str())
+                    .launch_permission(remove.clone())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("ModifyImageAttribute", e))
+            })
+            .await?;
+        }
+        let snapshots = bakery_aws::images::snapshot_ids(&image);
+        if !accounts.is_empty() {
+            for snapshot in &snapshots {
+                with_retries(|| async {
+                    ec2.modify_snapshot_attribute()
+                        .snapshot_id(snapshot)
+                        .attribute(SnapshotAttributeName::CreateVolumePermission)
+                        .operation_type(OperationType::Remove)
+                        .set_user_ids(Some(accounts.clone()))
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(|e| classify("ModifySnapshotAttribute", e))
+                })
+                .await?;
+            }
+        }
+        let resources: Vec<String> = std::iter::once(image_id.to_string()).chain(snapshots).collect();
+        let quarantine = ec2_tags(&BTreeMap::from([
+            ("bakery:quarantined".to_owned(), "true".to_owned()),
+            (
+                "bakery:quarantine-reason".to_owned(),
+                "the bake failed while publishing; shares revoked".to_owned(),
+            ),
+        ]));
+        with_retries(|| async {
+            ec2.create_tags()
+                .set_resources(Some(resources.clone()))
+                .set_tags(Some(quarantine.clone()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("CreateTags", e))
+        })
+        .await?;
+    }
+    let mut deleted = Vec::new();
+    for name in &input.ssm_parameters {
+        let current = ssm
+            .get_parameter()
+            .name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.parameter?.value);
+        if current.is_some_and(|v| images.iter().any(|i| i.as_str() == v)) {
+            with_retries(|| async {
+                ssm.delete_parameter()
+                    .name(name)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("DeleteParameter", e))
+            })
+            .await?;
+            deleted.push(name.clone());
+        }
+    }
+    tracing::info!(bake_id = %input.bake_id, %region, ?images, ?deleted, "publication revoked");
+    Ok(serde_json::json!({"region": region, "revoked": images, "deletedParameters": deleted}))
+}
+
 /// The copy's idempotency token: one per bake, target region and source AMI, so a retried
 /// step never copies twice and a different source is never mistaken for the same copy.
 fn copy_token(bake_id: &str, region: &Region, source: &AmiId) -> String {

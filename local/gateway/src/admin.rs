@@ -89,6 +89,12 @@ impl AdminClient {
         self.call("POST", "imagebuilder/phase-durations", body).await.map(drop)
     }
 
+    /// The next `count` calls of `service`'s `operation` fail with the error `code` (not retryable).
+    pub async fn fail_calls(&self, service: &str, operation: &str, count: u32, code: &str) -> Result<(), AdminError> {
+        let body = json!({"service": service, "operation": operation, "count": count, "code": code});
+        self.call("POST", "fail-calls", body).await.map(drop)
+    }
+
     /// The next `count` Image Builder state-change events are lost.
     pub async fn drop_next_state_change_events(&self, count: u32) -> Result<(), AdminError> {
         self.call("POST", "imagebuilder/drop-events", json!({"count": count}))

@@ -20,6 +20,13 @@ use std::time::Duration;
 /// How many times Lambda retries a failed asynchronous invocation by default.
 const ASYNC_RETRIES: u32 = 2;
 
+/// Calls of one operation still to refuse: with throttling, or with a given error code.
+#[derive(Clone)]
+struct Knob {
+    remaining: u32,
+    code: Option<String>,
+}
+
 pub struct Gateway {
     pub lambdas: Lambdas,
     pub emulator: Arc<Emulator>,
@@ -31,7 +38,7 @@ pub struct Gateway {
     client: Client<HttpConnector, Body>,
     sqs: aws_sdk_sqs::Client,
     /// (service, operation) → calls still to throttle.
-    throttles: Mutex<HashMap<(String, String), u32>>,
+    throttles: Mutex<HashMap<(String, String), Knob>>,
     /// Every event put on the bus, in order, for tests and `bakery local`.
     events: Mutex<Vec<Value>>,
     /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
@@ -84,9 +91,17 @@ impl Gateway {
         }
         let service = service_of(&parts.headers, &path);
         let operation = operation_of(&service, &parts.headers, &path, &query, &body);
-        if self.take_throttle(&service, &operation) {
-            tracing::info!(%service, %operation, "throttled by a test knob");
-            return throttled(&service);
+        if let Some(code) = self.take_knob(&service, &operation) {
+            tracing::info!(%service, %operation, ?code, "refused by a test knob");
+            return match code {
+                None => throttled(&service),
+                Some(code) if service == "ec2" => response(
+                    400,
+                    &[("Content-Type", "text/xml")],
+                    ec2_error(&code, "failed by a test knob"),
+                ),
+                Some(code) => aws_json_error(400, &code, "failed by a test knob"),
+            };
         }
         match service.as_str() {
             "lambda" if operation == "Invoke" => self.invoke_api(&path, &parts.headers, body).await,
@@ -353,7 +368,7 @@ impl Gateway {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
                 let rows: Vec<Value> = t
                     .into_iter()
-                    .map(|((s, o), n)| json!({"service": s, "operation": o, "remaining": n}))
+                    .map(|((s, o), k)| json!({"service": s, "operation": o, "remaining": k.remaining, "code": k.code}))
                     .collect();
                 json_response(200, &json!(rows))
             }
@@ -362,13 +377,21 @@ impl Gateway {
                 200,
                 &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()),
             ),
-            ("POST", "throttle") => {
+            ("POST", knob @ ("throttle" | "fail-calls")) => {
                 let (Some(service), Some(operation)) = (arg["service"].as_str(), arg["operation"].as_str()) else {
                     return bad("service and operation are required");
                 };
-                let count = arg["count"].as_u64().unwrap_or(1) as u32;
+                let code = match (knob, arg["code"].as_str()) {
+                    ("throttle", _) => None,
+                    (_, Some(code)) => Some(code.to_owned()),
+                    (_, None) => return bad("fail-calls needs the error code to answer"),
+                };
+                let knob = Knob {
+                    remaining: arg["count"].as_u64().unwrap_or(1) as u32,
+                    code,
+                };
                 if let Ok(mut t) = self.throttles.lock() {
-                    t.insert((service.to_owned(), operation.to_owned()), count);
+                    t.insert((service.to_owned(), operation.to_owned()), knob);
                 }
                 ok()
             }
@@ -457,15 +480,14 @@ impl Gateway {
         response(200, &[("Content-Type", "text/xml")], body)
     }
 
-    fn take_throttle(&self, service: &str, operation: &str) -> bool {
-        let Ok(mut t) = self.throttles.lock() else { return false };
-        match t.get_mut(&(service.to_owned(), operation.to_owned())) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
+    /// `Some(None)`: throttle this call; `Some(Some(code))`: fail it with `code`; `None`: let it through.
+    fn take_knob(&self, service: &str, operation: &str) -> Option<Option<String>> {
+        let mut t = self.throttles.lock().ok()?;
+        let knob = t
+            .get_mut(&(service.to_owned(), operation.to_owned()))
+            .filter(|k| k.remaining > 0)?;
+        knob.remaining -= 1;
+        Some(knob.code.clone())
     }
 
     // ------------------------------------------------------------ moto
