@@ -213,6 +213,13 @@ async fn a_failed_test_phase_publishes_nothing_and_says_why() {
     let m = assert_nothing_published(&aws, &world, "Gate").await;
     let cause = m["message"]["failure"]["cause"].as_str().unwrap();
     assert!(cause.contains("InSpec: 2 of 40 controls failed"), "{cause}");
+    // The build made its AMI before the tests ran: it is there, quarantined (checked above).
+    assert_eq!(
+        baked_amis(&aws, world::REGIONS[0]).await.len(),
+        1,
+        "the tested AMI is kept for investigation"
+    );
+    assert_eq!(m["message"]["gate"]["quarantined"], true);
 }
 
 #[tokio::test]
@@ -354,18 +361,35 @@ async fn a_publish_that_fails_in_one_region_leaves_nothing_shared() {
     let mut policy = world.policy.clone();
     policy["publish"]["concurrency"] = serde_json::json!(1);
     world::put_policy(&aws, &world.pipeline_name, &policy).await.unwrap();
-    aws.admin().fail_calls("ec2", "CopyImage", 10, "InvalidParameterCombination").await.unwrap();
+    aws.admin()
+        .fail_calls("ec2", "CopyImage", 10, "InvalidParameterCombination")
+        .await
+        .unwrap();
 
-    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(report.status, "FAILED", "{report:#?}");
     let states: Vec<&str> = report.timeline.iter().map(|s| s.state.as_str()).collect();
     assert!(states.contains(&"Unpublish"), "{states:?}");
     let m = assert_nothing_published(&aws, &world, "Publish").await;
-    assert!(m["message"]["failure"]["cause"].as_str().unwrap_or_default().contains("InvalidParameterCombination"), "{m}");
+    assert!(
+        m["message"]["failure"]["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("InvalidParameterCombination"),
+        "{m}"
+    );
     let home = baked_amis(&aws, world::REGIONS[0]).await;
     assert_eq!(home.len(), 1, "the built AMI stays, unshared and quarantined");
-    let shares = world::shares(&aws, world::REGIONS[0], home[0].image_id().unwrap()).await.unwrap();
-    assert_eq!(shares["organizationalUnits"], serde_json::json!([]), "the OU share is revoked too");
+    let shares = world::shares(&aws, world::REGIONS[0], home[0].image_id().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        shares["organizationalUnits"],
+        serde_json::json!([]),
+        "the OU share is revoked too"
+    );
     for s in shares["snapshots"].as_array().unwrap() {
         assert_eq!(s["createVolumePermission"], serde_json::json!([]), "{s}");
     }

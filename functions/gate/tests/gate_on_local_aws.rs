@@ -267,14 +267,15 @@ async fn clean_findings_pass_untouched_and_a_failed_build_fails_without_an_ami()
     assert_eq!(result.reasons, ["40 low findings, limit 39"]);
     aws.admin().set_scan_findings(&FindingCounts::default()).await.unwrap();
 
+    // A build that fails before its image exists leaves no AMI.
     aws.admin()
-        .fail_next_build("TESTING", "InSpec: 2 controls failed")
+        .fail_next_build("BUILDING", "component hardening failed")
         .await
         .unwrap();
     let failed = build_again(&c, &built.pipeline, "t2").await;
     let result = gate(&aws, gate_input(&built, &failed, &policy(Quarantine::Deregister))).await;
     assert!(!result.passed);
-    assert_eq!(result.reasons, ["image is FAILED: InSpec: 2 controls failed"]);
+    assert_eq!(result.reasons, ["image is FAILED: component hardening failed"]);
     assert!(result.image.is_none());
     assert!(
         !result.quarantined && !result.deregistered,

@@ -365,6 +365,14 @@ impl Emulator {
                 self.step(&build.arn, at, Status::Failed, Some(reason));
                 return;
             }
+            // The build ends by creating the image; tests run on instances of it. So a build
+            // that fails its tests leaves its AMI behind, listed in outputResources.
+            if at == Status::Building {
+                if let Err(reason) = self.create_output_ami(&build.arn).await {
+                    self.step(&build.arn, at, Status::Failed, Some(&reason));
+                    return;
+                }
+            }
         }
         match self.distribute(&build.arn).await {
             Ok(amis) => self.state().complete(&build.arn, amis),
@@ -393,34 +401,63 @@ impl Emulator {
         moved
     }
 
-    /// Makes the AMIs through the backend; the error is the image's failure reason.
+    /// The build region's AMI, made from the parent at the end of BUILDING and recorded in the
+    /// image's outputResources; the error is the image's failure reason.
+    async fn create_output_ami(&self, arn: &str) -> Result<(), String> {
+        // Cancelled meanwhile: no image is made.
+        if self.state().resources.get(arn).and_then(status) != Some("BUILDING") {
+            return Ok(());
+        }
+        let req = self
+            .state()
+            .distribution_plan(arn)?
+            .into_iter()
+            .next()
+            .ok_or("no build region")?;
+        let id = self
+            .backend
+            .create_ami(req.clone())
+            .await
+            .map_err(|e| format!("Distribution to {} failed: {e}", req.region))?;
+        let entry = self.ami_entry(req, id);
+        let mut st = self.state();
+        if let Some(image) = st.resources.get_mut(arn) {
+            image.insert("outputResources".into(), json!({ "amis": [entry] }));
+        }
+        Ok(())
+    }
+
+    /// DISTRIBUTING: copies the build region's AMI to every other distribution region.
     async fn distribute(&self, arn: &str) -> Result<Vec<Value>, String> {
-        let (account, build_region) = {
-            let st = self.state();
-            (st.account.clone(), st.region.clone())
-        };
+        let build_region = self.state().region.clone();
         let plan = self.state().distribution_plan(arn)?;
-        let mut created: Option<String> = None;
-        let mut amis = Vec::new();
-        for req in plan {
-            let made = match &created {
-                None => self.backend.create_ami(req.clone()).await,
-                Some(source) => {
-                    self.backend
-                        .copy_ami(&build_region, source, &req.region, &req.name, req.tags.clone())
-                        .await
-                }
-            };
+        let home = self
+            .state()
+            .resources
+            .get(arn)
+            .and_then(|i| i.get("outputResources")?.get("amis")?.get(0).cloned())
+            .ok_or("the build made no AMI")?;
+        let source = home.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mut amis = vec![home];
+        for req in plan.into_iter().skip(1) {
+            let made = self
+                .backend
+                .copy_ami(&build_region, &source, &req.region, &req.name, req.tags.clone())
+                .await;
             let id = made.map_err(|e| format!("Distribution to {} failed: {e}", req.region))?;
-            created.get_or_insert_with(|| id.clone());
-            amis.push(Value::Object(obj([
-                ("region", req.region.into()),
-                ("image", id.into()),
-                ("name", req.name.into()),
-                ("description", req.description.into()),
-                ("accountId", account.clone().into()),
-            ])));
+            amis.push(self.ami_entry(req, id));
         }
         Ok(amis)
+    }
+
+    fn ami_entry(&self, req: AmiRequest, id: String) -> Value {
+        let account = self.state().account.clone();
+        Value::Object(obj([
+            ("region", req.region.into()),
+            ("image", id.into()),
+            ("name", req.name.into()),
+            ("description", req.description.into()),
+            ("accountId", account.into()),
+        ]))
     }
 }

@@ -506,7 +506,9 @@ async fn failure_in_testing_carries_the_reason() {
     let image_arn = start(&em, &pipeline_arn).await;
     let failed = wait_for(&em, &image_arn, "FAILED").await;
     assert_eq!(failed["state"]["reason"], "reboot test failed");
-    assert!(backend.calls().is_empty());
+    // The image was made before the tests ran: it stays, in the build region only.
+    assert_eq!(backend.calls().len(), 1, "{:?}", backend.calls());
+    assert_eq!(failed["outputResources"]["amis"].as_array().unwrap().len(), 1);
     assert_eq!(
         transitions(&backend, &image_arn).await,
         chain(&["PENDING", "BUILDING", "TESTING", "FAILED"])
