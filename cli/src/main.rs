@@ -136,6 +136,12 @@ async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
         Ok(aws) => aws,
         Err(e) => return Outcome::problem(format!("local up: {e}")),
     };
+    // Listen for SIGTERM before saying we are up: a supervisor may stop us right after.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => return Outcome::problem(format!("local up: {e}")),
+    };
     let mut env = String::new();
     for (k, v) in aws.env() {
         env.push_str(&format!("export {k}={v}\n"));
@@ -151,12 +157,8 @@ async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
         "bakery: local AWS up (logs in {}); Ctrl-C to stop",
         aws.logs.display()
     );
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return Outcome::problem(format!("local up: {e}")),
-    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = term.recv() => {}
     }
     drop(aws);
