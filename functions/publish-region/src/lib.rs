@@ -112,39 +112,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     };
     let snapshot_ids = wait_available(&ec2, &image_id).await?;
 
-    let permissions = launch_permissions(&input.share_with);
-    if !permissions.is_empty() {
-        let add = LaunchPermissionModifications::builder()
-            .set_add(Some(permissions))
-            .build();
-        with_retries(|| async {
-            ec2.modify_image_attribute()
-                .image_id(image_id.as_str())
-                .launch_permission(add.clone())
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify("ModifyImageAttribute", e))
-        })
-        .await?;
-    }
-    let accounts = snapshot_user_ids(&input.share_with);
-    if !accounts.is_empty() {
-        for snapshot in &snapshot_ids {
-            with_retries(|| async {
-                ec2.modify_snapshot_attribute()
-                    .snapshot_id(snapshot)
-                    .attribute(SnapshotAttributeName::CreateVolumePermission)
-                    .operation_type(OperationType::Add)
-                    .set_user_ids(Some(accounts.clone()))
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("ModifySnapshotAttribute", e))
-            })
-            .await?;
-        }
-    }
+    share(&ec2, &image_id, &snapshot_ids, &input.share_with, OperationType::Add).await?;
 
     let resources: Vec<String> = std::iter::once(image_id.to_string())
         .chain(snapshot_ids.iter().cloned())
@@ -199,44 +167,12 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
     if *region == input.image.region {
         images.push(input.image.image_id.clone());
     }
-    let permissions = launch_permissions(&input.share_with);
-    let accounts = snapshot_user_ids(&input.share_with);
     for image_id in &images {
         let Some(image) = bakery_aws::images::describe_own(&ec2, image_id.as_str()).await? else {
             continue;
         };
-        if !permissions.is_empty() {
-            let remove = LaunchPermissionModifications::builder()
-                .set_remove(Some(permissions.clone()))
-                .build();
-            with_retries(|| async {
-                ec2.modify_image_attribute()
-                    .image_id(image_id.as_str())
-                    .launch_permission(remove.clone())
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("ModifyImageAttribute", e))
-            })
-            .await?;
-        }
         let snapshots = bakery_aws::images::snapshot_ids(&image);
-        if !accounts.is_empty() {
-            for snapshot in &snapshots {
-                with_retries(|| async {
-                    ec2.modify_snapshot_attribute()
-                        .snapshot_id(snapshot)
-                        .attribute(SnapshotAttributeName::CreateVolumePermission)
-                        .operation_type(OperationType::Remove)
-                        .set_user_ids(Some(accounts.clone()))
-                        .send()
-                        .await
-                        .map(drop)
-                        .map_err(|e| classify("ModifySnapshotAttribute", e))
-                })
-                .await?;
-            }
-        }
+        share(&ec2, image_id, &snapshots, &input.share_with, OperationType::Remove).await?;
         let resources: Vec<String> = std::iter::once(image_id.to_string()).chain(snapshots).collect();
         let quarantine = ec2_tags(&BTreeMap::from([
             ("bakery:quarantined".to_owned(), "true".to_owned()),
@@ -280,6 +216,55 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
     }
     tracing::info!(bake_id = %input.bake_id, %region, ?images, ?deleted, "publication revoked");
     Ok(serde_json::json!({"region": region, "revoked": images, "deletedParameters": deleted}))
+}
+
+/// Grants (Add) or revokes (Remove) the policy's shares: launch permission on the image for the
+/// accounts, organizations and OUs, create-volume permission on its snapshots for the accounts.
+async fn share(
+    ec2: &aws_sdk_ec2::Client,
+    image_id: &AmiId,
+    snapshot_ids: &[String],
+    with: &ShareWith,
+    op: OperationType,
+) -> Result<(), BakeError> {
+    let permissions = launch_permissions(with);
+    if !permissions.is_empty() {
+        let builder = LaunchPermissionModifications::builder();
+        let change = match op {
+            OperationType::Remove => builder.set_remove(Some(permissions)),
+            _ => builder.set_add(Some(permissions)),
+        }
+        .build();
+        with_retries(|| async {
+            ec2.modify_image_attribute()
+                .image_id(image_id.as_str())
+                .launch_permission(change.clone())
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("ModifyImageAttribute", e))
+        })
+        .await?;
+    }
+    let accounts = snapshot_user_ids(with);
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    for snapshot in snapshot_ids {
+        with_retries(|| async {
+            ec2.modify_snapshot_attribute()
+                .snapshot_id(snapshot)
+                .attribute(SnapshotAttributeName::CreateVolumePermission)
+                .operation_type(op.clone())
+                .set_user_ids(Some(accounts.clone()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("ModifySnapshotAttribute", e))
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The copy's idempotency token: one per bake, target region and source AMI, so a retried
