@@ -131,18 +131,17 @@ impl Template {
                 a.len() == 2 && a[0] == a[1]
             }
             "Fn::Not" => !self.truth(args.first().unwrap_or(&Value::Null), names)?,
-            "Fn::And" => args
-                .iter()
-                .map(|a| self.truth(a, names))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .all(|b| b),
-            "Fn::Or" => args
-                .iter()
-                .map(|a| self.truth(a, names))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .any(|b| b),
+            "Fn::And" | "Fn::Or" => {
+                let values = args
+                    .iter()
+                    .map(|a| self.truth(a, names))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if op == "Fn::And" {
+                    values.into_iter().all(|b| b)
+                } else {
+                    values.into_iter().any(|b| b)
+                }
+            }
             "Condition" => self.condition(arg.as_str().unwrap_or_default(), names)?,
             other => {
                 return Err(TemplateError::Unresolved(format!(
@@ -520,6 +519,8 @@ mod tests {
             r#"
 Conditions:
   HasEmpty: !Not [!Equals [!Ref Empty, ""]]
+  Both: !And [!Condition HasEmpty, !Equals [a, a]]
+  Either: !Or [!Condition HasEmpty, !Equals [a, a]]
 Resources:
   F:
     Type: AWS::Serverless::Function
@@ -531,6 +532,8 @@ Resources:
           C: !Sub "${AWS::StackName}-${Topic.TopicName}-${Prefix}-${!Literal}"
           D: !Join [":", [a, !Ref Prefix]]
           E: !If [HasEmpty, yes, !Ref AWS::NoValue]
+          H: !If [Both, both, neither]
+          I: !If [Either, either, neither]
           G: !Select [1, !Split [",", "x,y,z"]]
 "#,
         )
@@ -543,6 +546,8 @@ Resources:
         assert_eq!(env["D"], "a:/p/");
         assert!(!env.contains_key("E"), "AWS::NoValue removes the key");
         assert_eq!(env["G"], "y");
+        assert_eq!(env["H"], "neither", "And needs every condition");
+        assert_eq!(env["I"], "either", "Or needs one");
         assert_eq!(f.timeout_secs, 3);
     }
 
