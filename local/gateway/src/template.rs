@@ -316,25 +316,14 @@ impl Template {
     /// `AWS::Events::Rule` resources whose targets are functions of this template.
     pub fn rules(&self, names: &Names) -> Result<Vec<Rule>, TemplateError> {
         let mut out = Vec::new();
-        for (id, r) in self.of_type("AWS::Serverless::Function") {
-            if !self.condition_holds(r, names)? {
-                continue;
-            }
-            let function = names.reference(id).unwrap_or_else(|| id.clone());
-            for (event_id, ev) in r
-                .pointer("/Properties/Events")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                if matches!(ev["Type"].as_str(), Some("EventBridgeRule" | "CloudWatchEvent")) {
-                    let pattern = self.resolve(&ev["Properties"]["Pattern"], names)?;
-                    out.push(Rule {
-                        name: format!("{id}{event_id}"),
-                        pattern,
-                        function: function.clone(),
-                    });
-                }
+        for e in self.function_events(names)? {
+            if matches!(e.event["Type"].as_str(), Some("EventBridgeRule" | "CloudWatchEvent")) {
+                let pattern = self.resolve(&e.event["Properties"]["Pattern"], names)?;
+                out.push(Rule {
+                    name: e.name,
+                    pattern,
+                    function: e.function,
+                });
             }
         }
         for (id, r) in self.of_type("AWS::Events::Rule") {
@@ -362,32 +351,53 @@ impl Template {
     /// Schedules that invoke functions (SAM `Schedule` and `ScheduleV2` events).
     pub fn schedules(&self, names: &Names) -> Result<Vec<Schedule>, TemplateError> {
         let mut out = Vec::new();
+        for e in self.function_events(names)? {
+            let scheduler = match e.event["Type"].as_str() {
+                Some("ScheduleV2") => true,
+                Some("Schedule") => false,
+                _ => continue,
+            };
+            let props = self.resolve(&e.event["Properties"], names)?;
+            out.push(Schedule {
+                name: props["Name"].as_str().map_or(e.name, str::to_owned),
+                function: e.function,
+                input: props["Input"].as_str().map(str::to_owned),
+                scheduler,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every `Events` entry of the functions whose Condition holds.
+    fn function_events<'a>(&'a self, names: &Names) -> Result<Vec<FunctionEvent<'a>>, TemplateError> {
+        let mut out = Vec::new();
         for (id, r) in self.of_type("AWS::Serverless::Function") {
+            if !self.condition_holds(r, names)? {
+                continue;
+            }
             let function = names.reference(id).unwrap_or_else(|| id.clone());
-            for (event_id, ev) in r
+            for (event_id, event) in r
                 .pointer("/Properties/Events")
                 .and_then(Value::as_object)
                 .into_iter()
                 .flatten()
             {
-                let scheduler = match ev["Type"].as_str() {
-                    Some("ScheduleV2") => true,
-                    Some("Schedule") => false,
-                    _ => continue,
-                };
-                let props = self.resolve(&ev["Properties"], names)?;
-                out.push(Schedule {
-                    name: props["Name"]
-                        .as_str()
-                        .map_or_else(|| format!("{id}{event_id}"), str::to_owned),
+                out.push(FunctionEvent {
+                    name: format!("{id}{event_id}"),
                     function: function.clone(),
-                    input: props["Input"].as_str().map(str::to_owned),
-                    scheduler,
+                    event,
                 });
             }
         }
         Ok(out)
     }
+}
+
+/// One event source of a SAM function: `<LogicalId><EventId>`, the function's name, the entry.
+struct FunctionEvent<'a> {
+    name: String,
+    function: String,
+    event: &'a Value,
 }
 
 impl Names {
