@@ -117,6 +117,26 @@ impl AdminClient {
         self.list("invocations").await
     }
 
+    /// Every SNS message offered to a template Lambda subscription so far: `{subscription,
+    /// subscriptionArn, topicArn, function, messageId, status, event}`, where `status` is
+    /// "delivered" (`event` is what the function was invoked with) or "filtered" (`event` null).
+    pub async fn sns_deliveries(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("sns-deliveries").await
+    }
+
+    /// EC2 Allowed AMIs settings as GetAllowedImagesSettings answers them: `state` is "enabled",
+    /// "disabled" or "audit-mode"; `providers` (account ids, "amazon", "aws-marketplace",
+    /// "aws-backup-vault", "none") make one image criterion, none if empty.
+    pub async fn set_allowed_images(&self, state: &str, providers: &[&str]) -> Result<(), AdminError> {
+        self.call(
+            "POST",
+            "ec2/allowed-images",
+            json!({"state": state, "imageProviders": providers}),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Image deprecations (image id → DeprecateAt), which the gateway keeps for moto.
     pub async fn deprecations(&self) -> Result<std::collections::HashMap<String, String>, AdminError> {
         let v = self.call("GET", "deprecations", Value::Null).await?;

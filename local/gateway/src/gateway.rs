@@ -1,11 +1,14 @@
 //! The gateway: one port in front of moto. Lambda Invoke runs the function binaries, Image
 //! Builder goes to the emulator, EventBridge PutEvents is delivered by the template's rules,
-//! `/_bakery/*` is the admin API for tests, and every other request passes unchanged to moto.
+//! SNS Publish is passed to moto and then delivered to the template's Lambda subscriptions,
+//! EC2's image deprecation and Allowed AMIs settings are kept here, `/_bakery/*` is the admin
+//! API for tests, and every other request passes unchanged to moto.
 
-use crate::http::{aws_json_error, full, json_response, response, Body};
+use crate::http::{aws_json_error, full, json_response, query_params, response, Body};
 use crate::lambda::{Lambdas, Outcome};
 use crate::pattern;
-use crate::template::{Rule, Schedule};
+use crate::sns::{self, Subscriber};
+use crate::template::{Rule, Schedule, SnsSubscription};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -20,6 +23,25 @@ use std::time::Duration;
 /// How many times Lambda retries a failed asynchronous invocation by default.
 const ASYNC_RETRIES: u32 = 2;
 
+/// Image providers an Allowed AMIs criterion may name, besides 12-digit account ids.
+const IMAGE_PROVIDER_ALIASES: [&str; 4] = ["amazon", "aws-marketplace", "aws-backup-vault", "none"];
+
+/// EC2's Allowed AMIs settings (moto has none): the state and one criterion's image providers.
+#[derive(Clone, Debug)]
+struct AllowedImages {
+    state: String,
+    providers: Vec<String>,
+}
+
+impl Default for AllowedImages {
+    fn default() -> Self {
+        Self {
+            state: "disabled".into(),
+            providers: Vec::new(),
+        }
+    }
+}
+
 /// Calls of one operation still to refuse: with throttling, or with a given error code.
 #[derive(Clone)]
 struct Knob {
@@ -32,6 +54,8 @@ pub struct Gateway {
     pub emulator: Arc<Emulator>,
     pub rules: Vec<Rule>,
     pub schedules: Vec<Schedule>,
+    /// The template's Lambda subscriptions to SNS topics, with their subscription ARNs.
+    pub sns_subscribers: Vec<Subscriber>,
     pub region: String,
     pub account: String,
     moto: String,
@@ -45,6 +69,10 @@ pub struct Gateway {
     invocations: Mutex<Vec<Value>>,
     /// EC2 image deprecations (moto has no EnableImageDeprecation): image id → deprecate-at.
     deprecations: Mutex<HashMap<String, String>>,
+    /// Every SNS message offered to a Lambda subscription: delivered, or stopped by its filter policy.
+    sns_deliveries: Mutex<Vec<Value>>,
+    /// EC2 Allowed AMIs settings, answered to GetAllowedImagesSettings.
+    allowed_images: Mutex<AllowedImages>,
     /// Async delay between Lambda's retries of a failed asynchronous invocation.
     retry_delay: Duration,
 }
@@ -56,6 +84,7 @@ impl Gateway {
         emulator: Arc<Emulator>,
         rules: Vec<Rule>,
         schedules: Vec<Schedule>,
+        sns_subscriptions: Vec<SnsSubscription>,
         region: String,
         account: String,
         moto: String,
@@ -66,6 +95,7 @@ impl Gateway {
             emulator,
             rules,
             schedules,
+            sns_subscribers: sns_subscriptions.into_iter().map(Subscriber::new).collect(),
             region,
             account,
             moto,
@@ -75,6 +105,8 @@ impl Gateway {
             events: Mutex::new(Vec::new()),
             invocations: Mutex::new(Vec::new()),
             deprecations: Mutex::new(HashMap::new()),
+            sns_deliveries: Mutex::new(Vec::new()),
+            allowed_images: Mutex::new(AllowedImages::default()),
             retry_delay: Duration::from_millis(200),
         })
     }
@@ -113,6 +145,10 @@ impl Gateway {
             "events" if operation == "PutEvents" => self.put_events_api(&body).await,
             "ec2" if operation == "EnableImageDeprecation" || operation == "DisableImageDeprecation" => {
                 self.image_deprecation(&operation, &query, &body)
+            }
+            "ec2" if operation == "GetAllowedImagesSettings" => self.allowed_images_settings(&query, &body),
+            "sns" if operation == "Publish" || operation == "PublishBatch" => {
+                self.publish(parts, body, &operation, &query).await
             }
             _ => self.proxy(parts, body).await,
         }
@@ -352,6 +388,68 @@ impl Gateway {
         Some(payload)
     }
 
+    // ------------------------------------------------------------ SNS
+
+    /// Publish and PublishBatch: moto keeps the topic and delivers to its SQS subscriptions;
+    /// once it has accepted the message, every template Lambda subscription of the topic whose
+    /// filter policy matches is invoked asynchronously with the event SNS sends Lambda.
+    async fn publish(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        operation: &str,
+        query: &str,
+    ) -> Response<Body> {
+        let params = query_params(query, &body);
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return answer;
+        }
+        let Some((topic, messages)) = sns::published(operation, &params) else {
+            return answer;
+        };
+        if !self.sns_subscribers.iter().any(|s| s.subscription.topic_arn == topic) {
+            return answer;
+        }
+        let (head, answer) = answer.into_parts();
+        let xml = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let ids = sns::message_ids(operation, &String::from_utf8_lossy(&xml));
+        let now = chrono::Utc::now();
+        for m in &messages {
+            let Some(message_id) = ids.get(&m.entry_id) else {
+                continue;
+            };
+            for s in self
+                .sns_subscribers
+                .iter()
+                .filter(|s| s.subscription.topic_arn == topic)
+            {
+                let sub = &s.subscription;
+                let accepted = sns::accepts(sub, m);
+                let event = accepted.then(|| sns::lambda_event(&s.arn, &topic, message_id, m, now));
+                tracing::info!(subscription = %sub.name, function = %sub.function, %message_id, accepted, "SNS message to a Lambda subscription");
+                if let Ok(mut log) = self.sns_deliveries.lock() {
+                    log.push(json!({
+                        "subscription": sub.name,
+                        "subscriptionArn": s.arn,
+                        "topicArn": topic,
+                        "function": sub.function,
+                        "messageId": message_id,
+                        "status": if accepted { "delivered" } else { "filtered" },
+                        "event": event,
+                    }));
+                }
+                if let Some(event) = event {
+                    self.invoke_async(sub.function.clone(), Bytes::from(event.to_string()));
+                }
+            }
+        }
+        Response::from_parts(head, full(xml))
+    }
+
     // ------------------------------------------------------------ admin (test knobs)
 
     async fn admin(self: &Arc<Self>, method: &hyper::Method, path: &str, body: &[u8]) -> Response<Body> {
@@ -377,6 +475,36 @@ impl Gateway {
                 200,
                 &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()),
             ),
+            ("GET", "sns-deliveries") => json_response(
+                200,
+                &json!(self.sns_deliveries.lock().map(|e| e.clone()).unwrap_or_default()),
+            ),
+            ("GET", "ec2/allowed-images") => {
+                let a = self.allowed_images.lock().map(|a| a.clone()).unwrap_or_default();
+                json_response(200, &json!({"state": a.state, "imageProviders": a.providers}))
+            }
+            ("POST", "ec2/allowed-images") => {
+                let state = match arg["state"].as_str() {
+                    Some(s @ ("enabled" | "disabled" | "audit-mode")) => s.to_owned(),
+                    _ => return bad("state is enabled, disabled or audit-mode"),
+                };
+                let mut providers = Vec::new();
+                for p in arg["imageProviders"].as_array().into_iter().flatten() {
+                    match p.as_str() {
+                        Some(p) if is_image_provider(p) => providers.push(p.to_owned()),
+                        _ => {
+                            let aliases = IMAGE_PROVIDER_ALIASES.join(", ");
+                            return bad(&format!(
+                                "an image provider is an account id or one of {aliases}, not {p}"
+                            ));
+                        }
+                    }
+                }
+                if let Ok(mut a) = self.allowed_images.lock() {
+                    *a = AllowedImages { state, providers };
+                }
+                ok()
+            }
             ("POST", knob @ ("throttle" | "fail-calls")) => {
                 let (Some(service), Some(operation)) = (arg["service"].as_str(), arg["operation"].as_str()) else {
                     return bad("service and operation are required");
@@ -480,6 +608,23 @@ impl Gateway {
         response(200, &[("Content-Type", "text/xml")], body)
     }
 
+    /// moto lacks Allowed AMIs; the gateway answers GetAllowedImagesSettings from the state the
+    /// `ec2/allowed-images` knob sets (disabled, no criteria, by default).
+    fn allowed_images_settings(&self, query: &str, body: &[u8]) -> Response<Body> {
+        if query_params(query, body).get("DryRun").is_some_and(|v| v == "true") {
+            return response(
+                412,
+                &[("Content-Type", "text/xml")],
+                ec2_error(
+                    "DryRunOperation",
+                    "Request would have succeeded, but DryRun flag is set.",
+                ),
+            );
+        }
+        let a = self.allowed_images.lock().map(|a| a.clone()).unwrap_or_default();
+        response(200, &[("Content-Type", "text/xml")], allowed_images_xml(&a))
+    }
+
     /// `Some(None)`: throttle this call; `Some(Some(code))`: fail it with `code`; `None`: let it through.
     fn take_knob(&self, service: &str, operation: &str) -> Option<Option<String>> {
         let mut t = self.throttles.lock().ok()?;
@@ -555,6 +700,28 @@ fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &s
     }
 }
 
+fn is_image_provider(p: &str) -> bool {
+    IMAGE_PROVIDER_ALIASES.contains(&p) || (p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// GetAllowedImagesSettings' answer as EC2 sends it (aws-sdk-ec2 reads `imageCriterionSet`).
+/// The providers are validated by the knob, so they need no escaping.
+fn allowed_images_xml(a: &AllowedImages) -> String {
+    let criteria = if a.providers.is_empty() {
+        String::new()
+    } else {
+        let items: String = a.providers.iter().map(|p| format!("<item>{p}</item>")).collect();
+        format!("<item><imageProviderSet>{items}</imageProviderSet></item>")
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><GetAllowedImagesSettingsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>{}</requestId><state>{}</state><imageCriterionSet>{criteria}</imageCriterionSet>\
+         <managedBy>account</managedBy></GetAllowedImagesSettingsResponse>",
+        uuid::Uuid::new_v4(),
+        a.state
+    )
+}
+
 fn ec2_error(code: &str, message: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>\
@@ -606,6 +773,23 @@ mod tests {
             function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live"),
             "f"
         );
+    }
+
+    #[test]
+    fn allowed_images_answer() {
+        let disabled = allowed_images_xml(&AllowedImages::default());
+        assert!(disabled.contains("<state>disabled</state><imageCriterionSet></imageCriterionSet>"));
+        let enabled = allowed_images_xml(&AllowedImages {
+            state: "enabled".into(),
+            providers: vec!["amazon".into(), "123456789012".into()],
+        });
+        assert!(enabled.contains(
+            "<imageCriterionSet><item><imageProviderSet><item>amazon</item><item>123456789012</item>\
+             </imageProviderSet></item></imageCriterionSet><managedBy>account</managedBy>"
+        ));
+        assert!(is_image_provider("aws-marketplace"));
+        assert!(!is_image_provider("12345678901"));
+        assert!(!is_image_provider("<x>"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use std::collections::BTreeMap;
 
 pub type Body = Full<Bytes>;
 
@@ -38,4 +39,25 @@ pub fn aws_json_error(status: u16, code: &str, message: &str) -> Response<Body> 
         &[("Content-Type", "application/json"), ("x-amzn-ErrorType", code)],
         serde_json::json!({"__type": code, "message": message, "Message": message}).to_string(),
     )
+}
+
+/// The parameters of a query-protocol request (form body, or the URL's query), decoded.
+pub fn query_params(query: &str, body: &[u8]) -> BTreeMap<String, String> {
+    let text = if query.contains("Action=") {
+        query.to_owned()
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    text.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }

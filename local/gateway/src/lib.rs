@@ -1,6 +1,7 @@
 //! Bakery's local AWS: moto for EC2, SNS, SQS, SSM, STS, DynamoDB and Step Functions, and in
 //! front of it the gateway, which runs the template's Lambda functions from their real
-//! binaries, emulates EC2 Image Builder and delivers EventBridge events by the template's rules.
+//! binaries, emulates EC2 Image Builder, delivers EventBridge events by the template's rules and
+//! SNS messages to the template's Lambda subscriptions.
 //! [`LocalAws::start`] brings it all up on free ports; dropping it stops every process it started.
 
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod lambda;
 pub mod moto;
 pub mod pattern;
 mod process;
+pub mod sns;
 pub mod template;
 pub mod world;
 
@@ -133,6 +135,7 @@ impl LocalAws {
             emulator,
             template.rules(&names)?,
             template.schedules(&names)?,
+            template.sns_subscriptions(&names)?,
             opts.region.clone(),
             opts.account.clone(),
             moto_endpoint.clone(),

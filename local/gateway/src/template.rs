@@ -1,6 +1,7 @@
 //! Reads the SAM template as the local AWS needs it: functions (binary, environment, timeout),
-//! EventBridge rules and schedules, and the resources to create in moto, with `Ref`, `GetAtt`,
-//! `Sub`, `Join`, `If`, `Select` and `Split` resolved to the local resources' names.
+//! EventBridge rules and schedules, the functions' SNS subscriptions, and the resources to
+//! create in moto, with `Ref`, `GetAtt`, `Sub`, `Join`, `If`, `Select` and `Split` resolved to
+//! the local resources' names.
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -65,6 +66,27 @@ pub struct Schedule {
     /// Scheduler's Input with its `<aws.scheduler.*>` placeholders; None for an EventBridge rule schedule.
     pub input: Option<String>,
     pub scheduler: bool,
+}
+
+/// An SNS subscription whose endpoint is a function: an `AWS::SNS::Subscription` with
+/// `Protocol: lambda`, or a SAM function's `SNS` event.
+#[derive(Debug, Clone)]
+pub struct SnsSubscription {
+    /// The logical id, or `<FunctionLogicalId><EventId>` for a SAM event.
+    pub name: String,
+    pub topic_arn: String,
+    pub function: String,
+    /// The filter policy, if any, matched against `filter_scope`.
+    pub filter_policy: Option<Value>,
+    pub filter_scope: FilterScope,
+}
+
+/// What an SNS filter policy is matched against (`FilterPolicyScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterScope {
+    #[default]
+    MessageAttributes,
+    MessageBody,
 }
 
 impl Template {
@@ -368,6 +390,65 @@ impl Template {
         Ok(out)
     }
 
+    /// Lambda subscriptions to SNS topics: `AWS::SNS::Subscription` resources with
+    /// `Protocol: lambda` whose endpoint is a function ARN, and SAM `SNS` events (not those with
+    /// `SqsSubscription`, which read a queue). A resource or function whose Condition does not
+    /// hold subscribes nothing; an empty TopicArn neither.
+    pub fn sns_subscriptions(&self, names: &Names) -> Result<Vec<SnsSubscription>, TemplateError> {
+        let mut out = Vec::new();
+        for e in self.function_events(names)? {
+            if e.event["Type"].as_str() != Some("SNS") {
+                continue;
+            }
+            let props = self.resolve(&e.event["Properties"], names)?;
+            // With SqsSubscription the function reads a queue, not the topic: not an SNS delivery.
+            if !matches!(props["SqsSubscription"], Value::Null | Value::Bool(false)) {
+                continue;
+            }
+            let Some(topic_arn) = props["Topic"].as_str().filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            out.push(SnsSubscription {
+                filter_policy: filter_policy(&props["FilterPolicy"], &e.name)?,
+                filter_scope: filter_scope(&props["FilterPolicyScope"], &e.name)?,
+                name: e.name,
+                topic_arn: topic_arn.to_owned(),
+                function: e.function,
+            });
+        }
+        for (id, r) in self.of_type("AWS::SNS::Subscription") {
+            if !self.condition_holds(r, names)? {
+                continue;
+            }
+            let props = self.resolve(&r["Properties"], names)?;
+            if props["Protocol"].as_str() != Some("lambda") {
+                continue;
+            }
+            let (Some(topic_arn), Some(endpoint)) = (
+                props["TopicArn"].as_str().filter(|t| !t.is_empty()),
+                props["Endpoint"].as_str(),
+            ) else {
+                continue;
+            };
+            let Some(function) = endpoint
+                .split(":function:")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .filter(|f| !f.is_empty())
+            else {
+                continue;
+            };
+            out.push(SnsSubscription {
+                name: id.clone(),
+                topic_arn: topic_arn.to_owned(),
+                function: function.to_owned(),
+                filter_policy: filter_policy(&props["FilterPolicy"], id)?,
+                filter_scope: filter_scope(&props["FilterPolicyScope"], id)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Every `Events` entry of the functions whose Condition holds.
     fn function_events<'a>(&'a self, names: &Names) -> Result<Vec<FunctionEvent<'a>>, TemplateError> {
         let mut out = Vec::new();
@@ -426,6 +507,34 @@ fn single(v: &Value) -> Option<(&str, &Value)> {
     match v.as_object() {
         Some(m) if m.len() == 1 => m.iter().next().map(|(k, v)| (k.as_str(), v)),
         _ => None,
+    }
+}
+
+/// A subscription's FilterPolicy: a JSON object, or (as CloudFormation also takes it) its text.
+fn filter_policy(v: &Value, owner: &str) -> Result<Option<Value>, TemplateError> {
+    let policy = match v {
+        Value::Null => return Ok(None),
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| TemplateError::Unresolved(format!("{owner}: FilterPolicy is not JSON: {e}")))?,
+        other => other.clone(),
+    };
+    if policy.is_object() {
+        Ok(Some(policy))
+    } else {
+        Err(TemplateError::Unresolved(format!(
+            "{owner}: FilterPolicy is not an object: {policy}"
+        )))
+    }
+}
+
+fn filter_scope(v: &Value, owner: &str) -> Result<FilterScope, TemplateError> {
+    match v.as_str() {
+        None if v.is_null() => Ok(FilterScope::MessageAttributes),
+        Some("MessageAttributes") => Ok(FilterScope::MessageAttributes),
+        Some("MessageBody") => Ok(FilterScope::MessageBody),
+        _ => Err(TemplateError::Unresolved(format!(
+            "{owner}: FilterPolicyScope is MessageAttributes or MessageBody, not {v}"
+        ))),
     }
 }
 
@@ -559,6 +668,139 @@ Resources:
         assert_eq!(env["H"], "neither", "And needs every condition");
         assert_eq!(env["I"], "either", "Or needs one");
         assert_eq!(f.timeout_secs, 3);
+    }
+
+    const SUBSCRIPTIONS: &str = r#"
+Parameters:
+  Upstream:
+    Type: String
+    Default: ""
+  FollowUpstream:
+    Type: String
+    Default: "yes"
+Conditions:
+  Follow: !Equals [!Ref FollowUpstream, "yes"]
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Notices:
+          Type: SNS
+          Properties:
+            Topic: !Ref Topic
+            FilterPolicy:
+              kind: [release, {prefix: "hotfix-"}]
+            FilterPolicyScope: MessageBody
+        Queued:
+          Type: SNS
+          Properties:
+            Topic: !Ref Topic
+            SqsSubscription: true
+  Follow:
+    Type: AWS::SNS::Subscription
+    Condition: Follow
+    Properties:
+      Protocol: lambda
+      TopicArn: !Ref Upstream
+      Endpoint: !GetAtt F.Arn
+      FilterPolicy: '{"channel": [{"anything-but": "beta"}]}'
+  ToQueue:
+    Type: AWS::SNS::Subscription
+    Properties:
+      Protocol: sqs
+      TopicArn: !Ref Topic
+      Endpoint: arn:aws:sqs:us-east-1:123456789012:q
+"#;
+
+    fn subscription_names(upstream: &str) -> Names {
+        let mut n = names();
+        n.parameters.insert("Upstream".into(), upstream.into());
+        n.parameters.insert("FollowUpstream".into(), "yes".into());
+        n.resources.insert(
+            "F".into(),
+            Physical {
+                reference: "bakery-F".into(),
+                attrs: [(
+                    "Arn".to_owned(),
+                    "arn:aws:lambda:us-east-1:123456789012:function:bakery-F".to_owned(),
+                )]
+                .into(),
+            },
+        );
+        n
+    }
+
+    #[test]
+    fn sns_subscriptions_of_functions() {
+        let t = Template::parse(SUBSCRIPTIONS).unwrap();
+        let upstream = "arn:aws:sns:us-east-1:444455556666:soe";
+        let subs = t.sns_subscriptions(&subscription_names(upstream)).unwrap();
+        assert_eq!(subs.len(), 2, "{subs:?}");
+
+        let event = &subs[0];
+        assert_eq!(event.name, "FNotices");
+        assert_eq!(event.topic_arn, "arn:aws:sns:us-east-1:123456789012:t");
+        assert_eq!(event.function, "bakery-F");
+        assert_eq!(
+            event.filter_policy,
+            Some(json!({"kind": ["release", {"prefix": "hotfix-"}]}))
+        );
+        assert_eq!(event.filter_scope, FilterScope::MessageBody);
+
+        let resource = &subs[1];
+        assert_eq!(resource.name, "Follow");
+        assert_eq!(resource.topic_arn, upstream);
+        assert_eq!(resource.function, "bakery-F", "from the endpoint's ARN");
+        assert_eq!(
+            resource.filter_policy,
+            Some(json!({"channel": [{"anything-but": "beta"}]})),
+            "a FilterPolicy given as JSON text"
+        );
+        assert_eq!(
+            resource.filter_scope,
+            FilterScope::MessageAttributes,
+            "the default scope"
+        );
+    }
+
+    #[test]
+    fn sns_subscriptions_honour_conditions() {
+        let t = Template::parse(SUBSCRIPTIONS).unwrap();
+        let mut names = subscription_names("arn:aws:sns:us-east-1:444455556666:soe");
+        names.parameters.insert("FollowUpstream".into(), "no".into());
+        let subs = t.sns_subscriptions(&names).unwrap();
+        let found: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(found, ["FNotices"], "the Follow condition does not hold");
+
+        // A function whose Condition does not hold subscribes nothing either.
+        let t = Template::parse(&SUBSCRIPTIONS.replace(
+            "    Type: AWS::Serverless::Function\n",
+            "    Type: AWS::Serverless::Function\n    Condition: Follow\n",
+        ))
+        .unwrap();
+        assert!(t.sns_subscriptions(&names).unwrap().is_empty());
+
+        // An empty topic subscribes nothing, whatever the condition.
+        let subs = t.sns_subscriptions(&subscription_names("")).unwrap();
+        let found: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(found, ["FNotices"]);
+    }
+
+    #[test]
+    fn bad_filter_policies_are_errors() {
+        let bad = SUBSCRIPTIONS.replace(r#"'{"channel": [{"anything-but": "beta"}]}'"#, "'{not json'");
+        let t = Template::parse(&bad).unwrap();
+        let e = t
+            .sns_subscriptions(&subscription_names("arn:aws:sns:us-east-1:1:x"))
+            .unwrap_err();
+        assert!(e.to_string().contains("Follow: FilterPolicy is not JSON"), "{e}");
+        let bad = SUBSCRIPTIONS.replace("FilterPolicyScope: MessageBody", "FilterPolicyScope: Body");
+        let e = Template::parse(&bad)
+            .unwrap()
+            .sns_subscriptions(&subscription_names(""))
+            .unwrap_err();
+        assert!(e.to_string().contains("FNotices: FilterPolicyScope"), "{e}");
     }
 
     #[test]
