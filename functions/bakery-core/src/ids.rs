@@ -56,7 +56,7 @@ string_id!(
 const ECHO_LIMIT: usize = 160;
 
 /// Quotes a value for an error message, cut to a readable length.
-pub(crate) fn echo(s: &str) -> String {
+pub fn echo(s: &str) -> String {
     if s.chars().count() <= ECHO_LIMIT {
         format!("{s:?}")
     } else {

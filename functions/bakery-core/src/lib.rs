@@ -3,10 +3,12 @@
 
 pub mod bake;
 pub mod classify;
+pub mod fanout;
 pub mod ids;
 pub mod imagebuilder;
 pub mod policy;
 pub mod publication;
+pub mod replay;
 pub mod trigger;
 
 pub use classify::{classify, classify_value, ClassifyError};
