@@ -172,7 +172,8 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
     Ok(out.message_id.unwrap_or_default())
 }
 
-/// One ledger row per published AMI (`ami#<id>`) with its parent, and one for the bake.
+/// One ledger row per published AMI (`ami#<id>`) with its parent, one for the bake, and the
+/// pipeline's latest published base (`pipeline#<arn>`, `latest`).
 async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeError> {
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -209,6 +210,17 @@ async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeE
         .iter()
         .map(|a| s(&format!("{}:{}", a.region, a.image_id)))
         .collect();
+    // The pipeline's latest published base: a scheduled trigger bakes again only when its
+    // base has moved on from this one.
+    let base = state.build.as_ref().map_or(parent.clone(), |b| b.parent_image.clone());
+    rows.push(BTreeMap::from([
+        ("pk".to_owned(), s(&format!("pipeline#{}", p.pipeline.arn))),
+        ("sk".to_owned(), s("latest")),
+        ("base".to_owned(), s(&base)),
+        ("bakeId".to_owned(), s(&state.request.bake_id)),
+        ("amis".to_owned(), AttributeValue::L(amis.clone())),
+        ("publishedAt".to_owned(), s(&now)),
+    ]));
     rows.push(BTreeMap::from([
         ("pk".to_owned(), s(&format!("bake#{}", state.request.bake_id))),
         ("sk".to_owned(), s("published")),

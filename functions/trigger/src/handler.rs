@@ -1,23 +1,60 @@
-//! Classifies what arrives into bakes or ignores. Finding the pipelines that follow a trigger,
-//! checking trust and starting the bake executions build on this (see the README's Status).
+//! The trigger: classify what arrived, find the pipelines whose bake policies follow it, check
+//! that each source AMI may be trusted, and start one bake execution per pipeline under a
+//! deterministic name, so that a redelivered event starts nothing new.
+//!
+//! Trust: a source AMI is looked up by ID with the policy's trusted owners as `Owners`, and the
+//! owner EC2 returns is checked again here (an emulator or a proxy that ignores the filter must
+//! not let an untrusted image through). Its state must be available, and where the account's
+//! Allowed AMIs setting is enabled, the image must be allowed. A refusal starts nothing and is
+//! logged as a security event. No AMI is ever chosen by name alone.
 
-use bakery_core::{classify_value, Classification, ClassifyError};
+use crate::lookups::{self, Lookups};
+use bakery_aws::BakeError;
+use bakery_core::bake::BakeRequest;
+use bakery_core::fanout::{self, Plan, Planned, Seen};
+use bakery_core::policy::ObservedAmi;
+use bakery_core::{classify_value, BakeTrigger, Classification, ClassifyError, Origin, Policy};
 use lambda_runtime::Diagnostic;
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Deps {
+    pub lookups: Lookups,
+    pub sfn: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+    /// StartExecution calls in flight at once.
+    pub concurrency: usize,
+    /// StartExecution attempts per bake before the event is handed back to Lambda.
+    pub start_attempts: u32,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     #[error(transparent)]
     Classify(#[from] ClassifyError),
-    #[error("cannot serialize the classification: {0}")]
+    #[error(transparent)]
+    Aws(#[from] BakeError),
+    /// Some bakes could not be started: the invocation fails so that Lambda retries the event
+    /// (every start is idempotent) and, in the end, keeps it in the dead-letter queue.
+    #[error("{failed} of {total} bakes could not be started: {detail}")]
+    StartsIncomplete {
+        failed: usize,
+        total: usize,
+        detail: String,
+    },
+    #[error("cannot serialize the result: {0}")]
     Output(#[from] serde_json::Error),
 }
 
 impl From<TriggerError> for Diagnostic {
-    /// `errorType` is the stable name that Step Functions `Retry`/`Catch` and alarms match on.
+    /// `errorType` is the stable name that alarms and the dead-letter queue's readers match on.
     fn from(e: TriggerError) -> Diagnostic {
         let error_type = match &e {
             TriggerError::Classify(c) => c.error_type(),
+            TriggerError::Aws(b) => b.error_type(),
+            TriggerError::StartsIncomplete { .. } => "StartsIncomplete",
             TriggerError::Output(_) => "InternalError",
         };
         Diagnostic {
@@ -27,51 +64,379 @@ impl From<TriggerError> for Diagnostic {
     }
 }
 
-pub async fn handle(payload: Value) -> Result<Value, TriggerError> {
+/// One bake started (or found started already, under the same name).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub pipeline_arn: String,
+    pub bake_id: String,
+    pub execution_arn: String,
+    pub source_ami: Option<String>,
+    /// True when Step Functions answered ExecutionAlreadyExists (the bake ended, or runs with other
+    /// input: the same AMI by another route). A start with the same name and input as a running
+    /// execution is answered with that execution, as if it were new.
+    pub already_started: bool,
+}
+
+/// A source the trust rules refused.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refused {
+    pub pipeline_arn: String,
+    pub image_id: String,
+    pub error_type: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub started: Vec<Started>,
+    pub refused: Vec<Refused>,
+    pub skipped: Vec<fanout::Skipped>,
+    pub invalid_policies: Vec<lookups::InvalidPolicy>,
+}
+
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TriggerError> {
     let classification = classify_value(payload).inspect_err(|e| {
         tracing::warn!(error_type = e.error_type(), error = %e, "refused malformed input");
     })?;
-    match &classification {
-        Classification::Bake { trigger } => tracing::info!(
-            event_id = %trigger.event_id,
-            origin = ?trigger.origin,
-            source_amis = trigger.source_amis.len(),
-            "bake trigger"
-        ),
-        Classification::Ignore { reason } => tracing::info!(%reason, "ignored"),
+    let trigger = match classification {
+        Classification::Ignore { reason } => {
+            tracing::info!(%reason, "ignored");
+            return Ok(json!({"action": "ignore", "reason": reason}));
+        }
+        Classification::Bake { trigger } => trigger,
+    };
+    tracing::info!(event_id = %trigger.event_id, origin = ?trigger.origin, "bake trigger");
+    let report = fan_out(deps, trigger.clone()).await?;
+    Ok(json!({
+        "action": "bake",
+        "trigger": trigger,
+        "started": report.started,
+        "refused": report.refused,
+        "skipped": report.skipped,
+        "invalidPolicies": report.invalid_policies,
+    }))
+}
+
+async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, TriggerError> {
+    let mut report = Report::default();
+    let (policies, invalid) = deps.lookups.policies().await?;
+    report.invalid_policies = invalid;
+    let seen = resolve(deps, &mut trigger, &policies, &mut report).await?;
+    let Plan { planned, skipped } = fanout::plan(&trigger, &policies, &seen);
+    report.skipped = skipped;
+    let label = fanout::label(&trigger.origin);
+
+    let mut requests = Vec::new();
+    for mut p in planned {
+        let Some(policy) = policies.iter().find(|x| x.pipeline_arn == p.pipeline_arn) else {
+            continue;
+        };
+        let key = match p.rebuild {
+            Some(rebuild) => match schedule_source(deps, policy, &mut p, rebuild, &trigger).await? {
+                Ok(key) => key,
+                Err(reason) => {
+                    tracing::info!(pipeline = %p.pipeline_arn, %reason, "scheduled bake not needed");
+                    report.skipped.push(fanout::Skipped {
+                        pipeline_arn: p.pipeline_arn.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            },
+            None => match &p.source {
+                Some(s) => s.image_id.to_string(),
+                None => format!("{label}:{}", trigger.event_id),
+            },
+        };
+        if let Some(source) = &p.source {
+            if let Err(refused) = trust(deps, policy, &p, source).await? {
+                tracing::warn!(
+                    security_event = "SourceAmiRefused",
+                    pipeline = %refused.pipeline_arn,
+                    image_id = %refused.image_id,
+                    error_type = refused.error_type,
+                    reason = %refused.reason,
+                    event_id = %trigger.event_id,
+                    "refused an untrusted source AMI; nothing started"
+                );
+                report.refused.push(refused);
+                continue;
+            }
+        }
+        requests.push(fanout::request(&p, &key, label));
     }
-    Ok(serde_json::to_value(classification)?)
+
+    let total = requests.len();
+    let (started, failures) = start_all(deps, requests).await;
+    report.started = started;
+    if !failures.is_empty() {
+        let detail: Vec<String> = failures.iter().map(|(arn, e)| format!("{arn}: {e}")).collect();
+        return Err(TriggerError::StartsIncomplete {
+            failed: failures.len(),
+            total,
+            detail: detail.join("; "),
+        });
+    }
+    tracing::info!(
+        started = report.started.len(),
+        refused = report.refused.len(),
+        skipped = report.skipped.len(),
+        "fan-out done"
+    );
+    Ok(report)
+}
+
+/// What an event does not carry itself: the real owner and name of an AMI, the pipeline and
+/// AMIs of an upstream image, the AMI a parameter now points at.
+async fn resolve(
+    deps: &Deps,
+    trigger: &mut BakeTrigger,
+    policies: &[Policy],
+    report: &mut Report,
+) -> Result<Seen, TriggerError> {
+    let mut seen = Seen::default();
+    match trigger.origin.clone() {
+        Origin::AmiStateChange { region, .. } => {
+            let owners: Vec<String> = policies
+                .iter()
+                .flat_map(|p| p.sources.amis.iter().map(|a| a.owner.to_string()))
+                .collect();
+            if let (false, Some(ami)) = (owners.is_empty(), trigger.source_amis.first()) {
+                let found = deps
+                    .lookups
+                    .describe(region.as_str(), ami.image_id.as_str(), &owners)
+                    .await?;
+                // The owner EC2 reports, never the one the event claims.
+                seen.ami = found
+                    .filter(|c| owners.iter().any(|o| o == c.owner.as_str()))
+                    .map(|c| (c.owner, c.name));
+            }
+        }
+        Origin::UpstreamImage { image_arn, .. }
+            if policies.iter().any(|p| !p.sources.upstream_pipelines.is_empty()) =>
+        {
+            if let Some((pipeline, amis)) = deps.lookups.upstream_image(&image_arn).await? {
+                seen.upstream_pipeline = Some(pipeline);
+                trigger.source_amis = amis;
+            }
+        }
+        Origin::ParameterChange { name, region, .. }
+            if policies.iter().any(|p| p.sources.ssm_parameters.contains(&name)) =>
+        {
+            match deps.lookups.parameter_ami(region.as_str(), &name).await? {
+                Ok(ami) => trigger.source_amis = vec![ami],
+                Err(reason) => report.skipped.push(fanout::Skipped {
+                    pipeline_arn: String::new(),
+                    reason,
+                }),
+            }
+        }
+        _ => {}
+    }
+    Ok(seen)
+}
+
+/// A scheduled firing: the base it would build on (the newest trusted AMI of the policy's
+/// families, else its parameter's AMI, else the recipe's parent) against the base of the last
+/// published bake. `Ok(Err(reason))` when nothing needs baking.
+async fn schedule_source(
+    deps: &Deps,
+    policy: &Policy,
+    p: &mut Planned,
+    rebuild: bakery_core::policy::Rebuild,
+    trigger: &BakeTrigger,
+) -> Result<Result<String, String>, TriggerError> {
+    let region = fanout::home_region(&p.pipeline_arn).unwrap_or_default().to_owned();
+    p.source = deps.lookups.current_base(policy, &region).await?;
+    let last = deps.lookups.last_base(&p.pipeline_arn).await?;
+    let recipe_parent = match (&last, &p.source) {
+        (None, _) => deps.lookups.recipe_parent(&p.pipeline_arn).await?,
+        _ => None,
+    };
+    let base = p
+        .source
+        .as_ref()
+        .map(|s| s.image_id.to_string())
+        .or(recipe_parent.clone());
+    let last_base = last.or(recipe_parent);
+    if let Err(reason) = fanout::schedule_decision(rebuild, base.as_deref(), last_base.as_deref()) {
+        return Ok(Err(reason));
+    }
+    let when = match &trigger.origin {
+        Origin::Schedule {
+            scheduled_time: Some(t),
+            ..
+        } => t.to_rfc3339(),
+        _ => trigger.event_id.clone(),
+    };
+    Ok(Ok(match (rebuild, &p.source) {
+        // A new base: keyed by the AMI, so a release of the same AMI is the same bake.
+        (bakery_core::policy::Rebuild::IfBaseChanged, Some(s)) => s.image_id.to_string(),
+        _ => format!("schedule:{when}"),
+    }))
+}
+
+/// The trust rules for one source: owner-filtered lookup, owner and state checked, Allowed AMIs.
+async fn trust(
+    deps: &Deps,
+    policy: &Policy,
+    p: &Planned,
+    source: &bakery_core::SourceAmi,
+) -> Result<Result<(), Refused>, TriggerError> {
+    let refuse = |error_type: &'static str, reason: String| {
+        Err(Refused {
+            pipeline_arn: p.pipeline_arn.clone(),
+            image_id: source.image_id.to_string(),
+            error_type,
+            reason,
+        })
+    };
+    let owners: Vec<String> = policy.trusted_owners.iter().map(|o| o.to_string()).collect();
+    let Some(found) = deps
+        .lookups
+        .describe(source.region.as_str(), source.image_id.as_str(), &owners)
+        .await?
+    else {
+        return Ok(refuse(
+            "SourceNotTrusted",
+            format!(
+                "{} in {} is not an image of a trusted owner ({})",
+                source.image_id,
+                source.region,
+                owners.join(", ")
+            ),
+        ));
+    };
+    let observed = ObservedAmi {
+        image_id: found.image_id.clone(),
+        owner: found.owner.clone(),
+        state: found.state.clone(),
+        claimed_owner: source.owner.clone(),
+    };
+    if let Err(e) = policy.check_source(&observed) {
+        return Ok(refuse(e.error_type(), e.to_string()));
+    }
+    if let Err(reason) = deps.lookups.allowed(source.region.as_str(), &found).await? {
+        return Ok(refuse("ImageNotAllowed", reason));
+    }
+    Ok(Ok(()))
+}
+
+/// Starts every bake, `deps.concurrency` at a time. Throttling backs off with full jitter;
+/// ExecutionAlreadyExists is success (the same name is the same bake). Returns what started
+/// and what could not.
+async fn start_all(deps: &Deps, requests: Vec<BakeRequest>) -> (Vec<Started>, Vec<(String, String)>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(deps.concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for req in requests {
+        let gate = gate.clone();
+        let sfn = deps.sfn.clone();
+        let machine = deps.state_machine_arn.clone();
+        let attempts = deps.start_attempts;
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let out = start_one(&sfn, &machine, &req, attempts).await;
+            (req, out)
+        });
+    }
+    let (mut started, mut failed) = (Vec::new(), Vec::new());
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((req, Ok((execution_arn, already_started)))) => started.push(Started {
+                pipeline_arn: req.pipeline_arn,
+                bake_id: req.bake_id,
+                execution_arn,
+                source_ami: req.source_ami.map(|s| s.image_id.to_string()),
+                already_started,
+            }),
+            Ok((req, Err(e))) => {
+                tracing::error!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, error = %e, "bake not started");
+                failed.push((req.pipeline_arn, e.to_string()));
+            }
+            Err(e) => failed.push(("?".into(), format!("start task ended abnormally: {e}"))),
+        }
+    }
+    started.sort_by(|a, b| a.pipeline_arn.cmp(&b.pipeline_arn));
+    (started, failed)
+}
+
+async fn start_one(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    req: &BakeRequest,
+    attempts: u32,
+) -> Result<(String, bool), BakeError> {
+    let input = serde_json::to_string(req).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
+    let existing = || {
+        format!(
+            "{}:{}",
+            machine.replacen(":stateMachine:", ":execution:", 1),
+            req.bake_id
+        )
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let out = sfn
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(&req.bake_id)
+            .input(&input)
+            .send()
+            .await;
+        match out {
+            Ok(o) => {
+                tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, execution = %o.execution_arn, "bake started");
+                return Ok((o.execution_arn, false));
+            }
+            Err(e) => match bakery_aws::classify("StartExecution", e) {
+                BakeError::Aws { code, .. } if code == "ExecutionAlreadyExists" => {
+                    tracing::info!(bake_id = %req.bake_id, "already started under this name");
+                    return Ok((existing(), true));
+                }
+                e if e.retryable() && attempt < attempts => {
+                    let delay = backoff(attempt);
+                    tracing::warn!(bake_id = %req.bake_id, attempt, ?delay, error = %e, "StartExecution throttled; backing off");
+                    tokio::time::sleep(delay).await;
+                }
+                e => return Err(e),
+            },
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait up to 100 ms × 2^attempt, capped at 5 s.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = 100u64.saturating_mul(1 << attempt.min(10)).min(5_000);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    Duration::from_millis(h.finish() % (cap + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../events")
-            .join(name);
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let cap = 100u64 * (1 << attempt.min(10));
+            assert!(backoff(attempt) <= Duration::from_millis(cap.min(5_000)));
+        }
     }
 
-    #[tokio::test]
-    async fn a_release_is_a_bake() {
-        let out = handle(fixture("sns/soe-release.json")).await.unwrap();
-        assert_eq!(out["action"], "bake");
-        assert_eq!(out["trigger"]["sourceAmis"].as_array().unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn malformed_input_is_a_typed_error() {
-        let err = handle(fixture("malformed/sns-soe-release-ami-by-name.json"))
-            .await
-            .unwrap_err();
-        let d = Diagnostic::from(err);
-        assert_eq!(d.error_type, "MalformedEvent");
-        assert!(
-            d.error_message.contains("never resolves an AMI by name"),
-            "{}",
-            d.error_message
-        );
+    #[test]
+    fn starts_incomplete_is_a_typed_error() {
+        let d = Diagnostic::from(TriggerError::StartsIncomplete {
+            failed: 1,
+            total: 3,
+            detail: "web: throttled".into(),
+        });
+        assert_eq!(d.error_type, "StartsIncomplete");
+        assert!(d.error_message.contains("1 of 3"));
     }
 }

@@ -1,6 +1,7 @@
-//! The trigger function. Wiring only: the handler is in `handler.rs`.
+//! The trigger function. Wiring only: the handler is in `handler.rs`, the AWS reads in `lookups.rs`.
 
 mod handler;
+mod lookups;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -8,8 +9,26 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     // JSON logs when Lambda's LoggingConfig says LogFormat: JSON (AWS_LAMBDA_LOG_FORMAT).
     lambda_runtime::tracing::init_default_subscriber();
+    let sdk = bakery_aws::sdk_config().await;
+    let number = |name: &str, default: u32| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(default)
+    };
+    let deps = handler::Deps {
+        lookups: lookups::Lookups::new(
+            sdk.clone(),
+            bakery_aws::env("LEDGER_TABLE")?,
+            bakery_aws::env("POLICY_PREFIX")?,
+        ),
+        sfn: aws_sdk_sfn::Client::new(&sdk),
+        state_machine_arn: bakery_aws::env("BAKE_STATE_MACHINE_ARN")?,
+        concurrency: number("START_CONCURRENCY", 8) as usize,
+        start_attempts: number("START_ATTEMPTS", 10),
+    };
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        handler::handle(event.payload)
+        handler::handle(event.payload, &deps)
     }))
     .await
 }

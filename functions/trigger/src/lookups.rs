@@ -1,0 +1,452 @@
+//! What the trigger reads from AWS: the bake policies, source AMIs (always with an owner
+//! filter), upstream images, parameters, the Allowed AMIs setting, the last published base.
+//! Answers that many pipelines share (the same AMI, the same region's setting) are asked once
+//! per invocation.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::Filter;
+use bakery_aws::{classify, in_region, with_retries, BakeError};
+use bakery_core::fanout::{newest_base, Candidate};
+use bakery_core::ids::{AccountId, AmiId, Arn, Region};
+use bakery_core::{Policy, SourceAmi};
+use serde::Serialize;
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+pub struct Lookups {
+    pub sdk: SdkConfig,
+    pub ssm: aws_sdk_ssm::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub table: String,
+    pub policy_prefix: String,
+    images: Mutex<HashMap<ImageKey, Option<Candidate>>>,
+    settings: Mutex<HashMap<String, AllowedImages>>,
+}
+
+/// Region, image ID, and the owner filter it was looked up with.
+type ImageKey = (String, String, Vec<String>);
+
+/// A parameter under the policy prefix that does not hold a valid policy: reported, skipped,
+/// and never a reason to stop the other pipelines' bakes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidPolicy {
+    pub parameter: String,
+    pub error: String,
+}
+
+/// One region's Allowed AMIs setting (GetAllowedImagesSettings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowedImages {
+    /// enabled, audit-mode or disabled.
+    pub state: String,
+    pub criteria: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Criterion {
+    pub providers: Vec<String>,
+    pub names: Vec<String>,
+    /// The criterion sets conditions Bakery does not evaluate itself (product codes, dates,
+    /// watermarks, scan results).
+    pub other_conditions: bool,
+}
+
+impl AllowedImages {
+    /// Whether an image may be used. EC2's own answer (`imageAllowed` on DescribeImages) wins;
+    /// without it, the criteria are evaluated here, and a criterion with conditions Bakery does
+    /// not read allows nothing (closed, not open).
+    pub fn decide(&self, image: &Candidate) -> Result<(), String> {
+        if self.state != "enabled" {
+            if self.state == "audit-mode" && !self.matches(image) && image.image_allowed != Some(true) {
+                tracing::warn!(image_id = %image.image_id, "Allowed AMIs (audit mode) would refuse this source");
+            }
+            return Ok(());
+        }
+        let allowed = image.image_allowed.unwrap_or_else(|| self.matches(image));
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} (owner {}) is not allowed by the account's Allowed AMIs setting",
+                image.image_id, image.owner
+            ))
+        }
+    }
+
+    fn matches(&self, image: &Candidate) -> bool {
+        self.criteria.iter().any(|c| {
+            !c.other_conditions
+                && (c.providers.is_empty() || c.providers.iter().any(|p| p == image.owner.as_str()))
+                && (c.names.is_empty() || c.names.iter().any(|n| bakery_core::policy::glob_match(n, &image.name)))
+        })
+    }
+}
+
+fn not_found(e: &BakeError) -> bool {
+    match e {
+        BakeError::NotFound(_) => true,
+        BakeError::Aws { code, .. } => code.starts_with("InvalidAMIID"),
+        _ => false,
+    }
+}
+
+impl Lookups {
+    pub fn new(sdk: SdkConfig, table: String, policy_prefix: String) -> Self {
+        Self {
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            sdk,
+            table,
+            policy_prefix,
+            images: Mutex::new(HashMap::new()),
+            settings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&in_region(&self.sdk, region))
+    }
+
+    fn imagebuilder(&self, region: &str) -> aws_sdk_imagebuilder::Client {
+        aws_sdk_imagebuilder::Client::new(&in_region(&self.sdk, region))
+    }
+
+    /// Every policy under the prefix. A policy must sit at `<prefix><its pipeline's name>`:
+    /// that is where the bake reads it, so one elsewhere would bake under another's rules.
+    pub async fn policies(&self) -> Result<(Vec<Policy>, Vec<InvalidPolicy>), BakeError> {
+        let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+        let mut token: Option<String> = None;
+        loop {
+            let page = with_retries(|| async {
+                self.ssm
+                    .get_parameters_by_path()
+                    .path(self.policy_prefix.trim_end_matches('/'))
+                    .recursive(true)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetParametersByPath", e))
+            })
+            .await?;
+            for p in page.parameters() {
+                let name = p.name().unwrap_or_default().to_owned();
+                let mut bad = |error: String| {
+                    tracing::error!(parameter = %name, %error, "invalid bake policy skipped");
+                    invalid.push(InvalidPolicy {
+                        parameter: name.clone(),
+                        error,
+                    });
+                };
+                match Policy::parse(p.value().unwrap_or_default().as_bytes()) {
+                    Err(e) => bad(e.to_string().replace('\n', "; ")),
+                    Ok(policy) => {
+                        let pipeline = policy.pipeline_arn.rsplit('/').next().unwrap_or_default();
+                        if name != format!("{}{pipeline}", self.policy_prefix) {
+                            bad(format!(
+                                "a policy for {} must be kept at {}{pipeline}",
+                                policy.pipeline_arn, self.policy_prefix
+                            ));
+                        } else {
+                            valid.push(policy);
+                        }
+                    }
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok((valid, invalid))
+    }
+
+    /// One AMI by ID, with `owners` as DescribeImages' owner filter. None when no such owner
+    /// has it. The caller still checks the owner returned.
+    pub async fn describe(
+        &self,
+        region: &str,
+        image_id: &str,
+        owners: &[String],
+    ) -> Result<Option<Candidate>, BakeError> {
+        let mut owners = owners.to_vec();
+        owners.sort();
+        owners.dedup();
+        let key = (region.to_owned(), image_id.to_owned(), owners.clone());
+        if let Some(hit) = self.images.lock().await.get(&key) {
+            return Ok(hit.clone());
+        }
+        let ec2 = self.ec2(region);
+        let out = with_retries(|| async {
+            ec2.describe_images()
+                .image_ids(image_id)
+                .set_owners(Some(owners.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeImages", e))
+        })
+        .await;
+        let found = match out {
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(e),
+            Ok(out) => out
+                .images()
+                .iter()
+                .find(|i| i.image_id() == Some(image_id))
+                .and_then(candidate),
+        };
+        self.images.lock().await.insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// The account's Allowed AMIs decision for an image in `region`.
+    pub async fn allowed(&self, region: &str, image: &Candidate) -> Result<Result<(), String>, BakeError> {
+        let cached = self.settings.lock().await.get(region).cloned();
+        let settings = match cached {
+            Some(s) => s,
+            None => {
+                let ec2 = self.ec2(region);
+                let out = with_retries(|| async {
+                    ec2.get_allowed_images_settings()
+                        .send()
+                        .await
+                        .map_err(|e| classify("GetAllowedImagesSettings", e))
+                })
+                .await?;
+                let s = AllowedImages {
+                    state: out.state().unwrap_or("disabled").to_owned(),
+                    criteria: out
+                        .image_criteria()
+                        .iter()
+                        .map(|c| Criterion {
+                            providers: c.image_providers().to_vec(),
+                            names: c.image_names().to_vec(),
+                            other_conditions: !c.marketplace_product_codes().is_empty()
+                                || c.deprecation_time_condition().is_some()
+                                || c.creation_date_condition().is_some()
+                                || !c.image_watermarks().is_empty()
+                                || c.scan_result_condition().is_some(),
+                        })
+                        .collect(),
+                };
+                self.settings.lock().await.insert(region.to_owned(), s.clone());
+                s
+            }
+        };
+        Ok(settings.decide(image))
+    }
+
+    /// The pipeline that built an upstream image and its AMIs (GetImage).
+    pub async fn upstream_image(&self, image_arn: &str) -> Result<Option<(String, Vec<SourceAmi>)>, BakeError> {
+        let region = Arn::parse(image_arn).map(|a| a.region.to_owned()).unwrap_or_default();
+        let ib = self.imagebuilder(&region);
+        let out = with_retries(|| async {
+            ib.get_image()
+                .image_build_version_arn(image_arn)
+                .send()
+                .await
+                .map_err(|e| classify("GetImage", e))
+        })
+        .await;
+        let image = match out {
+            Err(BakeError::NotFound(_)) => return Ok(None),
+            other => other?.image,
+        };
+        let Some(image) = image else { return Ok(None) };
+        let Some(pipeline) = image.source_pipeline_arn().map(str::to_owned) else {
+            return Ok(None);
+        };
+        let amis = image
+            .output_resources()
+            .map(|o| o.amis())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| {
+                Some(SourceAmi {
+                    image_id: AmiId::parse(a.image()?).ok()?,
+                    region: Region::parse(a.region()?).ok()?,
+                    owner: a.account_id().and_then(|o| AccountId::parse(o).ok()),
+                })
+            })
+            .collect();
+        Ok(Some((pipeline, amis)))
+    }
+
+    /// The AMI a parameter points at now (the change event never carries the value).
+    pub async fn parameter_ami(&self, region: &str, name: &str) -> Result<Result<SourceAmi, String>, BakeError> {
+        let ssm = aws_sdk_ssm::Client::new(&in_region(&self.sdk, region));
+        let out = with_retries(|| async {
+            ssm.get_parameter()
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| classify("GetParameter", e))
+        })
+        .await;
+        let value = match out {
+            Err(BakeError::NotFound(_)) => return Ok(Err(format!("parameter {name} no longer exists"))),
+            other => other?.parameter.and_then(|p| p.value).unwrap_or_default(),
+        };
+        Ok(match (AmiId::parse(&value), Region::parse(region)) {
+            (Ok(image_id), Ok(region)) => Ok(SourceAmi {
+                image_id,
+                region,
+                owner: None,
+            }),
+            _ => Err(format!(
+                "parameter {name} holds {}, not an AMI ID",
+                bakery_core::ids::echo(&value)
+            )),
+        })
+    }
+
+    /// The base a scheduled bake would build on now: the newest trusted AMI of the policy's
+    /// families (owner-filtered), else the AMI its first parameter names, else None (the
+    /// recipe's own parent).
+    pub async fn current_base(&self, policy: &Policy, region: &str) -> Result<Option<SourceAmi>, BakeError> {
+        let Ok(reg) = Region::parse(region) else {
+            return Ok(None);
+        };
+        if !policy.sources.amis.is_empty() {
+            let ec2 = self.ec2(region);
+            let mut all = Vec::new();
+            for family in &policy.sources.amis {
+                let out = with_retries(|| async {
+                    ec2.describe_images()
+                        .owners(family.owner.as_str())
+                        .filters(Filter::builder().name("name").values(&family.name_pattern).build())
+                        .filters(Filter::builder().name("state").values("available").build())
+                        .send()
+                        .await
+                        .map_err(|e| classify("DescribeImages", e))
+                })
+                .await?;
+                all.extend(out.images().iter().filter_map(candidate));
+            }
+            return Ok(newest_base(policy, &all).map(|c| SourceAmi {
+                image_id: c.image_id.clone(),
+                region: reg,
+                owner: Some(c.owner.clone()),
+            }));
+        }
+        if let Some(name) = policy.sources.ssm_parameters.first() {
+            return Ok(self.parameter_ami(region, name).await?.ok());
+        }
+        Ok(None)
+    }
+
+    /// The base of the pipeline's last published bake (the announce step's ledger row).
+    pub async fn last_base(&self, pipeline_arn: &str) -> Result<Option<String>, BakeError> {
+        let out = with_retries(|| async {
+            self.ddb
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(format!("pipeline#{pipeline_arn}")))
+                .key("sk", AttributeValue::S("latest".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify("GetItem", e))
+        })
+        .await?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("base").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// The recipe's current parent image, when it is an AMI ID.
+    pub async fn recipe_parent(&self, pipeline_arn: &str) -> Result<Option<String>, BakeError> {
+        let region = Arn::parse(pipeline_arn)
+            .map(|a| a.region.to_owned())
+            .unwrap_or_default();
+        let ib = self.imagebuilder(&region);
+        let pipeline = with_retries(|| async {
+            ib.get_image_pipeline()
+                .image_pipeline_arn(pipeline_arn)
+                .send()
+                .await
+                .map_err(|e| classify("GetImagePipeline", e))
+        })
+        .await?;
+        let Some(recipe) = pipeline.image_pipeline.and_then(|p| p.image_recipe_arn) else {
+            return Ok(None);
+        };
+        let out = with_retries(|| async {
+            ib.get_image_recipe()
+                .image_recipe_arn(&recipe)
+                .send()
+                .await
+                .map_err(|e| classify("GetImageRecipe", e))
+        })
+        .await?;
+        Ok(out
+            .image_recipe
+            .and_then(|r| r.parent_image)
+            .filter(|p| AmiId::parse(p).is_ok()))
+    }
+}
+
+fn candidate(i: &aws_sdk_ec2::types::Image) -> Option<Candidate> {
+    Some(Candidate {
+        image_id: AmiId::parse(i.image_id()?).ok()?,
+        owner: AccountId::parse(i.owner_id()?).ok()?,
+        name: i.name().unwrap_or_default().to_owned(),
+        state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        created: i
+            .creation_date()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc)),
+        image_allowed: i.image_allowed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(owner: &str, name: &str, allowed: Option<bool>) -> Candidate {
+        Candidate {
+            image_id: AmiId::parse("ami-0a1b2c3d4e5f67890").unwrap(),
+            owner: AccountId::parse(owner).unwrap(),
+            name: name.into(),
+            state: "available".into(),
+            created: None,
+            image_allowed: allowed,
+        }
+    }
+
+    fn setting(state: &str, providers: &[&str]) -> AllowedImages {
+        AllowedImages {
+            state: state.into(),
+            criteria: vec![Criterion {
+                providers: providers.iter().map(|p| p.to_string()).collect(),
+                ..Criterion::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn allowed_amis_enabled_refuses_what_it_does_not_allow() {
+        let on = setting("enabled", &["444455556666"]);
+        assert!(on.decide(&image("444455556666", "soe-1", None)).is_ok());
+        let refused = on.decide(&image("999988887777", "soe-1", None)).unwrap_err();
+        assert!(refused.contains("Allowed AMIs"), "{refused}");
+        // EC2's own answer wins over Bakery's reading of the criteria.
+        assert!(on.decide(&image("444455556666", "soe-1", Some(false))).is_err());
+        assert!(on.decide(&image("999988887777", "soe-1", Some(true))).is_ok());
+        // A criterion Bakery cannot fully evaluate allows nothing.
+        let mut opaque = setting("enabled", &["444455556666"]);
+        opaque.criteria[0].other_conditions = true;
+        assert!(opaque.decide(&image("444455556666", "soe-1", None)).is_err());
+    }
+
+    #[test]
+    fn allowed_amis_disabled_or_audit_refuses_nothing() {
+        for state in ["disabled", "audit-mode"] {
+            assert!(setting(state, &["444455556666"])
+                .decide(&image("999988887777", "x", Some(false)))
+                .is_ok());
+        }
+    }
+}
