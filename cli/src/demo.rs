@@ -1,20 +1,34 @@
-//! `bakery demo`: a bake end to end on the local AWS. An SOE team publishes a new base AMI;
-//! the web-app pipeline is rebuilt on it, gated, copied to three regions, shared with two
-//! accounts and an OU, its SSM parameter written, and the subscriber told.
+//! `bakery demo`: an SOE release ripples through three pipelines on the local AWS. The SOE
+//! team publishes a new base AMI on its release topic; the trigger function starts a bake of
+//! each pipeline that follows the topic (web-app, api-service); each is built, gated, copied to
+//! three regions, shared with two accounts and an OU, its SSM parameter written, and announced.
+//! web-app-hardened follows web-app's publication, so its bake starts when web-app publishes,
+//! on web-app's new AMI, with the SOE AMI in its lineage.
 
 use gateway::world::{self, Error};
 use gateway::{LocalAws, Options};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The local AWS with production's waits shortened (template parameters, as a deploy would set them).
+/// The pipelines, and what each follows (`None`: the SOE release topic; `Some(p)`: pipeline p's publication).
+const PIPELINES: [(&str, Option<&str>); 3] = [
+    ("web-app", None),
+    ("api-service", None),
+    ("web-app-hardened", Some("web-app")),
+];
+const LIMIT: Duration = Duration::from_secs(150);
+
+/// The local AWS with production's waits shortened and the SOE topic followed (template
+/// parameters, as a deploy would set them).
 pub fn options(repo: PathBuf) -> Options {
     let mut opts = Options::for_repo(repo);
+    let soe_topic = format!("arn:aws:sns:{}:{}:{}", opts.region, opts.account, world::SOE_TOPIC);
     for (k, v) in [
         ("BuildWaitSeconds", "20"),
         ("BusyRetrySeconds", "1"),
         ("CopyPollSeconds", "1"),
+        ("SoeReleaseTopicArn", soe_topic.as_str()),
     ] {
         opts.parameters.insert(k.to_owned(), v.to_owned());
     }
@@ -23,120 +37,217 @@ pub fn options(repo: PathBuf) -> Options {
 
 pub async fn run(repo: PathBuf) -> Result<Value, Error> {
     let aws = LocalAws::start(options(repo)).await?;
-    let world = world::seed(&aws, "web-app").await?;
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await?;
-    let bake_id = bakery_core::bake::bake_id(&world.pipeline_name, &release);
-    let report = world::bake(&aws, &world, &release, &bake_id, Duration::from_secs(120)).await?;
+    let soe_topic = world::create_soe_topic(&aws).await?;
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await?;
+    let publications = world::publication_topic(&aws)?;
+    let mut worlds = Vec::new();
+    for (name, upstream) in PIPELINES {
+        let sources = match upstream {
+            None => json!({"snsTopics": [soe_topic]}),
+            Some(up) => {
+                let up: &world::World = worlds
+                    .iter()
+                    .find(|w: &&world::World| w.pipeline_name == up)
+                    .ok_or("upstream pipeline not seeded")?;
+                json!({"snsTopics": [publications], "upstreamPipelines": [up.pipeline_arn]})
+            }
+        };
+        worlds.push(world::seed_on(&aws, name, &base, sources).await?);
+    }
 
-    let mut amis = Vec::new();
-    for p in report.output["published"].as_array().into_iter().flatten() {
-        let (region, image) = (
-            p["region"].as_str().unwrap_or_default(),
-            p["imageId"].as_str().unwrap_or_default(),
-        );
-        let name = format!("/bakery/{}/latest", world.pipeline_name);
-        amis.push(json!({
-            "region": region,
-            "imageId": image,
-            "sharedWith": world::shares(&aws, region, image).await?,
-            "parameter": {"name": name, "value": world::parameter(&aws, region, &name).await?},
+    // The SOE team's release: one new base AMI.
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await?;
+    let t0 = Instant::now();
+    let epoch_ms = chrono::Utc::now().timestamp_millis();
+    let message_id =
+        world::publish_release(&aws, &soe_topic, "soe-al2023 2026.11.2", &[(&aws.region, &release)]).await?;
+
+    // Every pipeline's bake, started by the trigger; the last one only once web-app published.
+    let executions = loop {
+        let all = world::executions(&aws).await?;
+        if all.len() >= PIPELINES.len() && all.iter().all(|e| e.status != "RUNNING") {
+            break all;
+        }
+        if t0.elapsed() > LIMIT {
+            return Err(format!(
+                "after {LIMIT:?}, {} bake(s) started of {}: {:?}",
+                all.len(),
+                PIPELINES.len(),
+                all.iter().map(|e| (&e.name, &e.status)).collect::<Vec<_>>()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let mut bakes = Vec::new();
+    for e in &executions {
+        let source = e.input["sourceAmi"]["imageId"].as_str().unwrap_or_default().to_owned();
+        let report = world::wait(&aws, &e.execution_arn, &source, t0, LIMIT).await?;
+        let pipeline_arn = e.input["pipelineArn"].as_str().unwrap_or_default();
+        let name = pipeline_arn.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut amis = Vec::new();
+        for p in report.output["published"].as_array().into_iter().flatten() {
+            let (region, image) = (
+                p["region"].as_str().unwrap_or_default(),
+                p["imageId"].as_str().unwrap_or_default(),
+            );
+            let parameter = format!("/bakery/{name}/latest");
+            amis.push(json!({
+                "region": region,
+                "imageId": image,
+                "sharedWith": world::shares(&aws, region, image).await?,
+                "parameter": {"name": parameter, "value": world::parameter(&aws, region, &parameter).await?},
+            }));
+        }
+        bakes.push(json!({
+            "pipeline": name,
+            "pipelineArn": pipeline_arn,
+            "executionArn": e.execution_arn,
+            "status": report.status,
+            "trigger": e.input["trigger"],
+            "sourceAmi": source,
+            "parentChain": e.input["parentChain"],
+            "amis": amis,
+            "startedAfterMs": e.start_ms - epoch_ms,
+            "elapsedMs": report.timeline.last().map_or(0, |s| s.started_ms + s.duration_ms),
+            "timeline": report.timeline,
         }));
     }
-    let notification = world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
-        .await?
-        .into_iter()
-        .next();
+
+    // The subscriber (on web-app's queue; every publication reaches it) hears of every bake.
+    let notifications = world::notifications(
+        &aws,
+        &worlds[0].subscriber_queue_url,
+        bakes.len(),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let status = if bakes.len() == PIPELINES.len() && bakes.iter().all(|b| b["status"] == "SUCCEEDED") {
+        "SUCCEEDED"
+    } else {
+        "FAILED"
+    };
+    let first = bakes.first().cloned().unwrap_or(Value::Null);
+    let first_notification = notifications
+        .iter()
+        .find(|n| n["message"]["executionArn"] == first["executionArn"])
+        .cloned();
     Ok(json!({
-        "status": report.status,
-        "executionArn": report.execution_arn,
-        "pipelineArn": world.pipeline_arn,
-        "sourceAmi": release,
-        "baseAmi": world.base_ami,
-        "amis": amis,
-        "notification": notification,
-        "timeline": report.timeline,
-        "elapsedMs": report.elapsed_ms,
+        "status": status,
+        "release": {"topicArn": soe_topic, "messageId": message_id, "imageId": release, "region": aws.region},
+        "baseAmi": base,
+        "bakes": bakes,
+        // The first bake's result, as `bakery demo --json` has always given it.
+        "executionArn": first["executionArn"],
+        "amis": first["amis"],
+        "notification": first_notification,
+        "notifications": notifications,
+        "elapsedMs": t0.elapsed().as_millis(),
     }))
 }
 
 /// The report for people.
 pub fn render(r: &Value) -> String {
     let mut out = String::new();
-    let line = |out: &mut String, s: String| {
+    let mut line = |s: String| {
         out.push_str(&s);
         out.push('\n');
     };
-    line(
-        &mut out,
-        format!(
-            "SOE release {} → bake of {}",
-            r["sourceAmi"].as_str().unwrap_or("?"),
-            r["pipelineArn"].as_str().unwrap_or("?")
-        ),
-    );
-    line(
-        &mut out,
-        format!("execution {}\n", r["executionArn"].as_str().unwrap_or("?")),
-    );
-    line(&mut out, "timeline".into());
-    for s in r["timeline"].as_array().into_iter().flatten() {
-        let (at, took) = (
-            s["startedMs"].as_u64().unwrap_or(0),
-            s["durationMs"].as_u64().unwrap_or(0),
-        );
-        line(
-            &mut out,
-            format!("  {at:>7} ms  {:<22} {took:>6} ms", s["state"].as_str().unwrap_or("?")),
-        );
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let secs = |ms: &Value| format!("{:.1} s", ms.as_f64().unwrap_or(0.0) / 1000.0);
+    let release = &r["release"];
+    line(format!(
+        "SOE release: {} in {} published on {}",
+        s(&release["imageId"]),
+        s(&release["region"]),
+        s(&release["topicArn"])
+    ));
+    line(String::new());
+    line("ripple (time since the release was published)".into());
+    let bakes: Vec<&Value> = r["bakes"].as_array().into_iter().flatten().collect();
+    for b in &bakes {
+        let built_on = bakes
+            .iter()
+            .find(|u| {
+                u["amis"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["imageId"] == b["sourceAmi"])
+            })
+            .map_or("the SOE release".to_owned(), |u| format!("{}'s AMI", s(&u["pipeline"])));
+        line(format!(
+            "  +{:>7}  {:<18} {} on {} ({}), {} after {}",
+            secs(&b["startedAfterMs"]),
+            s(&b["pipeline"]),
+            s(&b["trigger"]),
+            s(&b["sourceAmi"]),
+            built_on,
+            s(&b["status"]),
+            secs(&b["elapsedMs"]),
+        ));
     }
-    line(
-        &mut out,
-        format!(
-            "\nresult: {} in {} ms\n",
-            r["status"].as_str().unwrap_or("?"),
-            r["elapsedMs"]
-        ),
-    );
-    for a in r["amis"].as_array().into_iter().flatten() {
-        let sw = &a["sharedWith"];
-        line(
-            &mut out,
-            format!(
-                "  {:<15} {}",
-                a["region"].as_str().unwrap_or("?"),
-                a["imageId"].as_str().unwrap_or("?")
-            ),
-        );
-        line(
-            &mut out,
-            format!(
+    for b in &bakes {
+        line(String::new());
+        line(format!("{} — {}", s(&b["pipeline"]), s(&b["executionArn"])));
+        let chain: Vec<String> = b["parentChain"].as_array().into_iter().flatten().map(&s).collect();
+        if !chain.is_empty() {
+            line(format!("  lineage: {} ← {}", s(&b["sourceAmi"]), chain.join(" ← ")));
+        }
+        for st in b["timeline"].as_array().into_iter().flatten() {
+            line(format!(
+                "  {:>7} ms  {:<22} {:>6} ms",
+                st["startedMs"].as_u64().unwrap_or(0),
+                s(&st["state"]),
+                st["durationMs"].as_u64().unwrap_or(0)
+            ));
+        }
+        for a in b["amis"].as_array().into_iter().flatten() {
+            let sw = &a["sharedWith"];
+            line(format!("  {:<15} {}", s(&a["region"]), s(&a["imageId"])));
+            line(format!(
                 "      launch permission: accounts {} · organizations {} · OUs {}",
                 sw["accounts"], sw["organizations"], sw["organizationalUnits"]
-            ),
-        );
-        for snap in sw["snapshots"].as_array().into_iter().flatten() {
-            line(
-                &mut out,
-                format!(
+            ));
+            for snap in sw["snapshots"].as_array().into_iter().flatten() {
+                line(format!(
                     "      snapshot {} create-volume: {}",
-                    snap["snapshotId"].as_str().unwrap_or("?"),
+                    s(&snap["snapshotId"]),
                     snap["createVolumePermission"]
-                ),
-            );
-        }
-        line(
-            &mut out,
-            format!(
+                ));
+            }
+            line(format!(
                 "      ssm {} = {}",
-                a["parameter"]["name"].as_str().unwrap_or("?"),
+                s(&a["parameter"]["name"]),
                 a["parameter"]["value"]
-            ),
-        );
+            ));
+        }
     }
-    line(&mut out, "\nnotification on the subscriber queue".into());
-    line(
-        &mut out,
-        serde_json::to_string_pretty(&r["notification"]).unwrap_or_default(),
-    );
+    line(String::new());
+    line(format!(
+        "result: {} — {} bakes in {}",
+        s(&r["status"]),
+        bakes.len(),
+        secs(&r["elapsedMs"])
+    ));
+    line(String::new());
+    line("notifications on the subscriber queue (the first bake's in full)".into());
+    line(serde_json::to_string_pretty(&r["notification"]).unwrap_or_default());
+    let shown = &r["notification"]["message"]["executionArn"];
+    for n in r["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| &n["message"]["executionArn"] != shown)
+    {
+        let m = &n["message"];
+        line(format!(
+            "  … {} {}: {}",
+            s(&m["status"]),
+            s(&m["pipeline"]["name"]),
+            m["amis"]
+        ));
+    }
     out
 }

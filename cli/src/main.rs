@@ -3,6 +3,7 @@
 //! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
 
 mod demo;
+mod replay;
 
 use bakery_core::{classify, Policy};
 use clap::{Parser, Subcommand};
@@ -34,13 +35,26 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// A bake end to end on the local AWS: SOE release → build → gate → 3 regions → shares → notification.
+    /// An SOE release rippling through 3 pipelines on the local AWS: release → trigger → build → gate → 3 regions → shares → notification → the downstream pipeline.
     Demo {
         /// Print the result as one JSON object instead of the readable report.
         #[arg(long)]
         json: bool,
         #[arg(long)]
         repo: Option<std::path::PathBuf>,
+    },
+    /// Send what waits in the trigger's dead-letter queue to the trigger function again
+    /// (the AWS endpoint, region and credentials come from the environment).
+    Replay {
+        /// The dead-letter queue (stack output TriggerDeadLetterQueueUrl).
+        #[arg(long)]
+        queue_url: String,
+        /// The trigger function's name or ARN (stack output TriggerFunctionArn).
+        #[arg(long)]
+        function: String,
+        /// Replay at most this many messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
     },
     /// The local AWS (moto and the gateway) that the demo and the tests run on.
     Local {
@@ -178,7 +192,7 @@ async fn run_demo(json: bool, repo: Option<std::path::PathBuf>) -> Outcome {
             };
             let problems = match report["status"].as_str() {
                 Some("SUCCEEDED") => Vec::new(),
-                other => vec![format!("demo: the bake ended {}", other.unwrap_or("without a status"))],
+                other => vec![format!("demo: the bakes ended {}", other.unwrap_or("without a status"))],
             };
             Outcome { out, problems }
         }
@@ -209,6 +223,17 @@ async fn main() -> ExitCode {
             command: LocalCommand::Up { repo },
         } => local_up(repo).await,
         Command::Demo { json, repo } => run_demo(json, repo).await,
+        Command::Replay {
+            queue_url,
+            function,
+            max,
+        } => {
+            let r = replay::run(&queue_url, &function, max).await;
+            Outcome {
+                out: r.report,
+                problems: r.failures,
+            }
+        }
     };
     // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
     let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());

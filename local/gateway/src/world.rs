@@ -62,11 +62,30 @@ pub async fn register_ami_with(ec2: &aws_sdk_ec2::Client, name: &str) -> Result<
 /// The demo's policy for `pipeline_arn`: 3 regions (one KMS key), 2 accounts and 1 OU,
 /// an SSM parameter, the stack's publication topic, a gate with scan limits.
 pub fn policy(aws: &LocalAws, pipeline_arn: &str, name: &str, topic_arn: &str) -> Value {
+    policy_following(
+        aws,
+        pipeline_arn,
+        name,
+        topic_arn,
+        json!({"snsTopics": [soe_topic_arn(aws)]}),
+    )
+}
+
+/// The SOE team's release topic (in the local account: the demo's SOE team shares it).
+pub fn soe_topic_arn(aws: &LocalAws) -> String {
+    format!("arn:aws:sns:{}:{}:{SOE_TOPIC}", aws.region, aws.account)
+}
+
+/// The SOE release topic's name.
+pub const SOE_TOPIC: &str = "soe-releases";
+
+/// The demo's policy with other `sources`.
+pub fn policy_following(aws: &LocalAws, pipeline_arn: &str, name: &str, topic_arn: &str, sources: Value) -> Value {
     json!({
         "schemaVersion": 1,
         "pipelineArn": pipeline_arn,
-        "description": format!("{name}: rebuilt on every SOE release"),
-        "sources": {"snsTopics": [format!("arn:aws:sns:{}:{}:soe-releases", aws.region, aws.account)]},
+        "description": format!("{name}: rebuilt when its base moves"),
+        "sources": sources,
         "trustedOwners": [aws.account],
         "gate": {"requireTestsPassed": true, "maxFindings": {"critical": 0, "high": 2}, "onFailure": "deprecate"},
         "publish": {
@@ -86,17 +105,20 @@ pub fn policy(aws: &LocalAws, pipeline_arn: &str, name: &str, topic_arn: &str) -
 
 /// Seeds the world for one pipeline named `name`, built on a fresh base AMI.
 pub async fn seed(aws: &LocalAws, name: &str) -> Result<World, Error> {
+    let base_ami = register_ami(aws, &format!("soe-al2023-2026.11.1-{name}")).await?;
+    seed_on(aws, name, &base_ami, json!({"snsTopics": [soe_topic_arn(aws)]})).await
+}
+
+/// Seeds a pipeline named `name` built on `base_ami`, whose policy follows `sources`, with
+/// its own subscriber queue on the publication topic.
+pub async fn seed_on(aws: &LocalAws, name: &str, base_ami: &str, sources: Value) -> Result<World, Error> {
     let sdk = aws.sdk_config(&aws.region).await;
     let ib = aws_sdk_imagebuilder::Client::new(&sdk);
-    let base_ami = register_ami(aws, &format!("soe-al2023-2026.11.1-{name}")).await?;
-
+    let base_ami = base_ami.to_owned();
     let pipeline_arn = create_pipeline(&ib, name, &base_ami, &[&aws.region]).await?;
 
-    let topic_arn = aws
-        .resource("PublicationTopic")
-        .ok_or("the template has no PublicationTopic")?
-        .to_owned();
-    let policy = policy(aws, &pipeline_arn, name, &topic_arn);
+    let topic_arn = publication_topic(aws)?;
+    let policy = policy_following(aws, &pipeline_arn, name, &topic_arn, sources);
     put_policy(aws, name, &policy).await?;
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -469,4 +491,110 @@ pub async fn parameter(aws: &LocalAws, region: &str, name: &str) -> Result<Optio
             }
         }
     }
+}
+
+/// The stack's publication topic.
+pub fn publication_topic(aws: &LocalAws) -> Result<String, Error> {
+    Ok(aws
+        .resource("PublicationTopic")
+        .ok_or("the template has no PublicationTopic")?
+        .to_owned())
+}
+
+/// Creates the SOE team's release topic in moto (the stack follows it when its
+/// `SoeReleaseTopicArn` parameter names it).
+pub async fn create_soe_topic(aws: &LocalAws) -> Result<String, Error> {
+    let sns = aws_sdk_sns::Client::new(&aws.sdk_config(&aws.region).await);
+    let out = sns.create_topic().name(SOE_TOPIC).send().await;
+    Ok(ok("CreateTopic", out.map_err(|e| e.into_service_error()))?
+        .topic_arn
+        .unwrap_or_default())
+}
+
+/// The SOE team publishes a release: the plain SOE release message (README, "SOE release
+/// message") with its AMI IDs by region. Returns the SNS MessageId.
+pub async fn publish_release(
+    aws: &LocalAws,
+    topic_arn: &str,
+    release: &str,
+    amis: &[(&str, &str)],
+) -> Result<String, Error> {
+    let sns = aws_sdk_sns::Client::new(&aws.sdk_config(&aws.region).await);
+    let by_region: serde_json::Map<String, Value> = amis
+        .iter()
+        .map(|(region, ami)| ((*region).to_owned(), Value::String((*ami).to_owned())))
+        .collect();
+    let message = json!({"release": release, "accountId": aws.account, "amis": by_region});
+    let out = sns
+        .publish()
+        .topic_arn(topic_arn)
+        .subject(format!("SOE release {release}"))
+        .message(message.to_string())
+        .send()
+        .await;
+    Ok(ok("Publish", out.map_err(|e| e.into_service_error()))?
+        .message_id
+        .unwrap_or_default())
+}
+
+/// One execution of the bake state machine, as the trigger started it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub name: String,
+    pub execution_arn: String,
+    pub status: String,
+    /// The execution input (a BakeRequest).
+    pub input: Value,
+    pub start_ms: i64,
+}
+
+/// Every execution of the bake state machine, oldest first, with its input.
+pub async fn executions(aws: &LocalAws) -> Result<Vec<Execution>, Error> {
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let machine = aws
+        .resource("BakeStateMachine")
+        .ok_or("the template has no BakeStateMachine")?
+        .to_owned();
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ok(
+            "ListExecutions",
+            sfn.list_executions()
+                .state_machine_arn(&machine)
+                .set_next_token(token)
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| e.into_service_error()),
+        )?;
+        for e in page.executions() {
+            let d = ok(
+                "DescribeExecution",
+                sfn.describe_execution()
+                    .execution_arn(e.execution_arn())
+                    .send()
+                    .await
+                    .map_err(|e| e.into_service_error()),
+            )?;
+            out.push(Execution {
+                name: e.name().to_owned(),
+                execution_arn: e.execution_arn().to_owned(),
+                status: e.status().as_str().to_owned(),
+                input: d
+                    .input
+                    .as_deref()
+                    .and_then(|i| serde_json::from_str(i).ok())
+                    .unwrap_or(Value::Null),
+                start_ms: (e.start_date().as_secs_f64() * 1000.0) as i64,
+            });
+        }
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort_by_key(|e| e.start_ms);
+    Ok(out)
 }

@@ -1,0 +1,101 @@
+//! `bakery replay`: sends what waits in the trigger's dead-letter queue to the trigger again.
+//! Every start the trigger makes is idempotent (deterministic execution names), so a replay
+//! never starts a bake twice. A message is deleted only once the trigger has taken it.
+
+use aws_sdk_lambda::primitives::Blob;
+use std::fmt::Write as _;
+
+pub struct Replayed {
+    pub report: String,
+    pub failures: Vec<String>,
+}
+
+pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let mut out = Replayed {
+        report: String::new(),
+        failures: Vec::new(),
+    };
+    let mut done = 0;
+    while done < max {
+        let batch = match sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10.min((max - done) as i32).max(1))
+            .visibility_timeout(300)
+            .message_attribute_names("All")
+            .send()
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                out.failures.push(format!(
+                    "ReceiveMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ));
+                break;
+            }
+        };
+        let messages = batch.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            done += 1;
+            let id = m.message_id().unwrap_or("?").to_owned();
+            let payload = match bakery_core::replay::payload(m.body().unwrap_or_default()) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.failures
+                        .push(format!("{id}: cannot replay: {e} (left on the queue)"));
+                    continue;
+                }
+            };
+            let invoked = lambda
+                .invoke()
+                .function_name(function)
+                .payload(Blob::new(payload.to_string()))
+                .send()
+                .await;
+            let result = match invoked {
+                Err(e) => Err(format!("Invoke: {}", aws_sdk_lambda::error::DisplayErrorContext(&e))),
+                Ok(r) if r.function_error.is_some() => Err(format!(
+                    "the trigger failed again: {}",
+                    r.payload
+                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                        .unwrap_or_default()
+                )),
+                Ok(r) => Ok(r
+                    .payload
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p.as_ref()).ok())
+                    .unwrap_or_default()),
+            };
+            match result {
+                Ok(v) => {
+                    let _ = writeln!(
+                        out.report,
+                        "{id}: replayed: {} started, {} refused, {} skipped",
+                        v["started"].as_array().map_or(0, Vec::len),
+                        v["refused"].as_array().map_or(0, Vec::len),
+                        v["skipped"].as_array().map_or(0, Vec::len),
+                    );
+                    if let Some(h) = m.receipt_handle() {
+                        if let Err(e) = sqs.delete_message().queue_url(queue_url).receipt_handle(h).send().await {
+                            out.failures.push(format!(
+                                "{id}: replayed but not deleted: {}",
+                                aws_sdk_sqs::error::DisplayErrorContext(&e)
+                            ));
+                        }
+                    }
+                }
+                Err(e) => out.failures.push(format!("{id}: {e} (left on the queue)")),
+            }
+        }
+    }
+    if done == 0 {
+        out.report.push_str("the dead-letter queue is empty\n");
+    }
+    out
+}
