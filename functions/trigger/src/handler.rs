@@ -121,6 +121,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TriggerError> 
 }
 
 async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, TriggerError> {
+    deps.lookups.forget().await;
     let mut report = Report::default();
     let (policies, invalid) = deps.lookups.policies().await?;
     report.invalid_policies = invalid;
@@ -160,7 +161,7 @@ async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, Trigge
                     error_type = refused.error_type,
                     reason = %refused.reason,
                     event_id = %trigger.event_id,
-                    "refused an untrusted source AMI; nothing started"
+                    "refused a source AMI; nothing started for this pipeline"
                 );
                 report.refused.push(refused);
                 continue;

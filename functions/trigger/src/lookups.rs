@@ -1,7 +1,7 @@
 //! What the trigger reads from AWS: the bake policies, source AMIs (always with an owner
 //! filter), upstream images, parameters, the Allowed AMIs setting, the last published base.
 //! Answers that many pipelines share (the same AMI, the same region's setting) are asked once
-//! per invocation.
+//! per invocation, and forgotten before the next.
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -103,6 +103,13 @@ impl Lookups {
             images: Mutex::new(HashMap::new()),
             settings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forgets what earlier invocations learnt: an image's state or the Allowed AMIs setting
+    /// may have changed since, and a warm process serves many invocations.
+    pub async fn forget(&self) {
+        self.images.lock().await.clear();
+        self.settings.lock().await.clear();
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
