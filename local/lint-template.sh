@@ -45,7 +45,7 @@ log "sam validate --lint"
 "$venv/bin/sam" validate --lint --template template.yaml
 
 # Placeholders: `${...Arn}` become Lambda ARNs and `${...Seconds}` a number; any other kind is a
-# finding (tests/tests/template.rs checks each one against DefinitionSubstitutions).
+# finding (tests/tests/scenarios/template.rs checks each one against DefinitionSubstitutions).
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for asl in statemachine/*.asl.json; do

@@ -1,0 +1,487 @@
+//! Triggers on the local AWS: an SOE release published on its SNS topic ripples through every
+//! pipeline whose policy follows it, once, whatever the redeliveries; untrusted and look-alike
+//! AMIs start nothing; schedules bake only on a new base; a downstream pipeline builds on its
+//! upstream's publication; a fan-out of 200 survives throttling; what cannot start waits in the
+//! dead-letter queue and replays. Each test checks the executions that exist afterwards.
+
+use aws_sdk_lambda::primitives::Blob;
+use gateway::world::{self, Execution, World};
+use gateway::LocalAws;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tests::{eventually, local_aws_with};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+async fn aws() -> LocalAws {
+    let soe = format!("arn:aws:sns:us-east-1:123456789012:{}", world::SOE_TOPIC);
+    local_aws_with(&[
+        ("SoeReleaseTopicArn", &soe),
+        ("BuildWaitSeconds", "20"),
+        ("BusyRetrySeconds", "1"),
+        ("CopyPollSeconds", "1"),
+    ])
+    .await
+}
+
+fn soe_sources(aws: &LocalAws) -> Value {
+    json!({"snsTopics": [world::soe_topic_arn(aws)]})
+}
+
+/// Executions of the bake state machine, once `want` of them exist.
+async fn executions(aws: &LocalAws, want: usize) -> Vec<Execution> {
+    eventually(&format!("{want} bake execution(s)"), SETTLE, || async {
+        let all = world::executions(aws).await.ok()?;
+        (all.len() >= want).then_some(all)
+    })
+    .await
+}
+
+/// The trigger's completed invocations (asynchronous ones, as the gateway logs them).
+async fn trigger_results(aws: &LocalAws, want: usize) -> Vec<Value> {
+    let function = aws.resource("TriggerFunction").unwrap().to_owned();
+    eventually(&format!("{want} trigger invocation(s)"), SETTLE, || async {
+        let all: Vec<Value> = aws
+            .admin()
+            .invocations()
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|i| i["function"] == function.as_str() && i["status"] == "success")
+            .map(|i| i["response"].clone())
+            .collect();
+        (all.len() >= want).then_some(all)
+    })
+    .await
+}
+
+/// Invokes the trigger and waits for its answer (what a redelivery of `payload` does).
+async fn invoke_trigger(aws: &LocalAws, payload: &Value) -> Value {
+    let lambda = aws_sdk_lambda::Client::new(&aws.sdk_config(&aws.region).await);
+    let out = lambda
+        .invoke()
+        .function_name(aws.resource("TriggerFunction").unwrap())
+        .payload(Blob::new(payload.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(out.payload.unwrap().as_ref()).unwrap();
+    assert_eq!(out.function_error, None, "the trigger failed: {body}");
+    body
+}
+
+/// Lambda's SNS event for one message on `topic`, as the subscription delivers it.
+fn sns_event(topic: &str, message_id: &str, message: &Value) -> Value {
+    json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{topic}:0c1f7c5e-5a0e-4a47-9d1a-8e8d2c3b4a5f"),
+        "Sns": {
+            "Type": "Notification", "MessageId": message_id, "TopicArn": topic, "Subject": null,
+            "Message": message.to_string(),
+            "Timestamp": "2026-11-26T09:30:00.000Z", "SignatureVersion": "1", "Signature": "EXAMPLE",
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}
+        }
+    }]})
+}
+
+fn pipeline_of(e: &Execution) -> &str {
+    e.input["pipelineArn"].as_str().unwrap().rsplit('/').next().unwrap()
+}
+
+/// Replaces a seeded pipeline's policy with `change` applied.
+async fn amend_policy(aws: &LocalAws, world: &World, change: impl FnOnce(&mut Value)) {
+    let mut policy = world.policy.clone();
+    change(&mut policy);
+    world::put_policy(aws, &world.pipeline_name, &policy).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_release_bakes_each_subscribed_pipeline_once_however_often_it_arrives() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    for name in ["web", "api"] {
+        world::seed_on(&aws, name, &base, soe_sources(&aws)).await.unwrap();
+    }
+    let other_topic = json!({"snsTopics": [format!("arn:aws:sns:us-east-1:{}:other-releases", aws.account)]});
+    world::seed_on(&aws, "batch", &base, other_topic).await.unwrap();
+
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    let first = executions(&aws, 2).await;
+
+    // The same SNS delivery again, three times (Lambda's SNS event, as a redelivery carries it),
+    // and the same release published a second time (a new MessageId, the same AMI).
+    let delivered = trigger_results(&aws, 1).await;
+    let message_id = delivered[0]["trigger"]["eventId"].as_str().unwrap().to_owned();
+    let release_message = json!({"release": "2026.11.2", "accountId": aws.account, "amis": {"us-east-1": release}});
+    let event = sns_event(&topic, &message_id, &release_message);
+    for _ in 0..3 {
+        let out = invoke_trigger(&aws, &event).await;
+        let started = out["started"].as_array().unwrap();
+        // Step Functions answers a start with the same name and input as a running execution
+        // with that execution; an ended one, or other input, is ExecutionAlreadyExists.
+        assert_eq!(started.len(), 2, "{out}");
+        for s in started {
+            assert!(first.iter().any(|e| e.execution_arn == s["executionArn"]), "{out}");
+        }
+    }
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    trigger_results(&aws, 2).await;
+
+    let all = world::executions(&aws).await.unwrap();
+    assert_eq!(all.len(), 2, "one bake per subscribed pipeline: {all:?}");
+    assert_eq!(first.len(), 2);
+    let mut pipelines: Vec<&str> = all.iter().map(pipeline_of).collect();
+    pipelines.sort();
+    assert_eq!(pipelines, ["api", "web"], "batch follows another topic");
+    for e in &all {
+        assert_eq!(e.input["sourceAmi"]["imageId"], release.as_str());
+        assert_eq!(e.input["trigger"], "soeRelease");
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_owner_starts_nothing() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let web = world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
+    // The policy trusts only the SOE account 111122223333; the released AMI is owned by another.
+    amend_policy(&aws, &web, |p| p["trustedOwners"] = json!(["111122223333"])).await;
+
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    let refused = out["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{out}");
+    assert_eq!(refused[0]["errorType"], "SourceNotTrusted");
+    assert_eq!(refused[0]["imageId"], release.as_str());
+    assert!(out["started"].as_array().unwrap().is_empty());
+    assert!(world::executions(&aws).await.unwrap().is_empty(), "nothing started");
+}
+
+/// Clients acting for another account (moto keys its resources by the caller's account).
+async fn attacker_ec2(aws: &LocalAws, account: &str) -> aws_sdk_ec2::Client {
+    let sdk = aws.sdk_config(&aws.region).await;
+    let creds = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/publisher"))
+        .role_session_name("attacker")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let provider = aws_sdk_sts::config::Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some(creds.session_token().to_owned()),
+        None,
+        "assumed",
+    );
+    let sdk = sdk
+        .to_builder()
+        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider))
+        .build();
+    aws_sdk_ec2::Client::new(&sdk)
+}
+
+#[tokio::test]
+async fn an_attacker_ami_with_the_trusted_name_is_never_chosen() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let family = json!({
+        "snsTopics": [world::soe_topic_arn(&aws)],
+        "amis": [{"owner": aws.account, "namePattern": "soe-al2023-*"}],
+        "schedules": [{"name": "bakery-nightly", "rebuild": "ifBaseChanged"}]
+    });
+    world::seed_on(&aws, "web", &base, family).await.unwrap();
+
+    // The attacker's copy of the SOE name, newer than any real release, in their own account.
+    let attacker = "444455556666";
+    let evil = world::register_ami_with(&attacker_ec2(&aws, attacker).await, "soe-al2023-2026.12.9")
+        .await
+        .unwrap();
+    let evil_owner = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await)
+        .describe_images()
+        .image_ids(&evil)
+        .send()
+        .await
+        .map(|o| o.images().first().and_then(|i| i.owner_id().map(str::to_owned)));
+    assert!(
+        !matches!(&evil_owner, Ok(Some(o)) if o == &aws.account),
+        "the attacker's AMI must not be ours"
+    );
+
+    // 1. A release message naming the attacker's AMI and claiming the trusted account.
+    world::publish_release(&aws, &topic, "2026.12.9", &[("us-east-1", &evil)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    assert_eq!(out["refused"][0]["imageId"], evil.as_str(), "{out}");
+    // 2. Its "EC2 AMI State Change", as if it reached this account's bus.
+    let detail_event = json!({
+        "version": "0", "id": "7f2b1c1e-0d6e-4f5a-9c3b-2a1d0e9f8c7b", "detail-type": "EC2 AMI State Change",
+        "source": "aws.ec2", "account": attacker, "time": "2026-11-26T10:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:ec2:us-east-1::image/{evil}")],
+        "detail": {"RequestId": "3b2a1c0d-9e8f-4a7b-8c6d-5e4f3a2b1c0d", "ImageId": evil, "State": "available", "ErrorMessage": ""}
+    });
+    let out = invoke_trigger(&aws, &detail_event).await;
+    assert!(out["started"].as_array().unwrap().is_empty(), "{out}");
+    // 3. The nightly schedule picks the newest base by owner and name: a new trusted release
+    //    is chosen, the attacker's newer look-alike never.
+    let trusted = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    let all = executions(&aws, 1).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], trusted.as_str());
+    assert!(all.iter().all(|e| e.input["sourceAmi"]["imageId"] != evil.as_str()));
+}
+
+#[tokio::test]
+async fn a_schedule_bakes_only_when_the_base_changed() {
+    let aws = aws().await;
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let nightly = json!({
+        "amis": [{"owner": aws.account, "namePattern": "soe-al2023-*"}],
+        "schedules": [{"name": "bakery-nightly", "rebuild": "ifBaseChanged"}]
+    });
+    world::seed_on(&aws, "web", &base, nightly).await.unwrap();
+
+    // The recipe is built on the newest base already: nothing to do.
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    assert!(out["started"].as_array().unwrap().is_empty(), "{out}");
+    assert!(out["skipped"][0]["reason"].as_str().unwrap().contains(&base), "{out}");
+    assert!(world::executions(&aws).await.unwrap().is_empty());
+
+    // A new base: the next firing bakes on it.
+    let newer = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    let all = executions(&aws, 1).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], newer.as_str());
+    assert_eq!(all[0].input["trigger"], "schedule");
+}
+
+#[tokio::test]
+async fn a_downstream_pipeline_bakes_on_its_upstream_publication_with_the_parent_chain() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let web = world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
+    let follows_web = json!({
+        "snsTopics": [world::publication_topic(&aws).unwrap()],
+        "upstreamPipelines": [web.pipeline_arn]
+    });
+    world::seed_on(&aws, "web-hardened", &base, follows_web).await.unwrap();
+
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    let all = eventually("both bakes to end", Duration::from_secs(120), || async {
+        let all = world::executions(&aws).await.ok()?;
+        (all.len() == 2 && all.iter().all(|e| e.status != "RUNNING")).then_some(all)
+    })
+    .await;
+    let (up, down) = (&all[0], &all[1]);
+    assert_eq!(pipeline_of(up), "web");
+    assert_eq!(pipeline_of(down), "web-hardened");
+    assert_eq!(up.status, "SUCCEEDED");
+    assert_eq!(down.status, "SUCCEEDED");
+
+    let report = world::wait(&aws, &up.execution_arn, &release, Instant::now(), SETTLE)
+        .await
+        .unwrap();
+    let web_ami = report.output["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["region"] == "us-east-1")
+        .unwrap()["imageId"]
+        .clone();
+    assert_eq!(
+        down.input["sourceAmi"]["imageId"], web_ami,
+        "built on web's published AMI"
+    );
+    assert_eq!(
+        down.input["parentChain"],
+        json!([release]),
+        "the SOE AMI is its grandparent"
+    );
+    assert_eq!(down.input["trigger"], "bakeryPublication");
+
+    // The downstream AMI carries the whole chain in its lineage tags.
+    let down_report = world::wait(&aws, &down.execution_arn, "", Instant::now(), SETTLE)
+        .await
+        .unwrap();
+    let image = down_report.output["published"][0]["imageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let region = down_report.output["published"][0]["region"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(&region).await);
+    let described = ec2.describe_images().image_ids(&image).send().await.unwrap();
+    let tags = described.images()[0].tags();
+    let tag = |key: &str| {
+        tags.iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(tag("bakery:source-ami"), web_ami.as_str().unwrap());
+    assert_eq!(tag("bakery:parent-chain"), release, "the SOE AMI, one generation up");
+}
+
+#[tokio::test]
+async fn two_hundred_pipelines_start_despite_throttling_and_none_is_lost() {
+    let aws = aws().await;
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    let topic = world::publication_topic(&aws).unwrap();
+    for i in 0..200 {
+        let name = format!("app-{i:03}");
+        let arn = format!("arn:aws:imagebuilder:us-east-1:{}:image-pipeline/{name}", aws.account);
+        let policy = world::policy(&aws, &arn, &name, &topic);
+        world::put_policy(&aws, &name, &policy).await.unwrap();
+    }
+    aws.admin().throttle("states", "StartExecution", 150).await.unwrap();
+
+    let release_message = json!({"release": "2026.11.2", "accountId": aws.account, "amis": {"us-east-1": release}});
+    let event = sns_event(
+        &world::soe_topic_arn(&aws),
+        "b6c9e2a0-1d3f-5a7b-9c8d-0e1f2a3b4c5d",
+        &release_message,
+    );
+    let started_at = Instant::now();
+    let out = invoke_trigger(&aws, &event).await;
+    let took = started_at.elapsed();
+    println!("fan-out: 200 pipelines, 150 throttled StartExecution calls: {took:?}");
+    assert_eq!(out["started"].as_array().unwrap().len(), 200, "{}", out["refused"]);
+    let throttles = aws.admin().throttles().await.unwrap();
+    assert!(
+        throttles
+            .iter()
+            .any(|t| t["operation"] == "StartExecution" && t["remaining"] == 0),
+        "every injected throttle was met: {throttles:?}"
+    );
+
+    let all = world::executions(&aws).await.unwrap();
+    let mut names: Vec<&str> = all.iter().map(pipeline_of).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 200, "one execution per pipeline, none lost");
+    assert_eq!(all.len(), 200, "and none twice");
+}
+
+#[tokio::test]
+async fn what_cannot_start_waits_in_the_dead_letter_queue_and_replays() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
+    // Step Functions refuses every start of the first invocation and Lambda's two retries.
+    aws.admin()
+        .fail_calls("states", "StartExecution", 3, "AccessDeniedException")
+        .await
+        .unwrap();
+
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    let queue_url = aws.resource("TriggerDeadLetterQueue").unwrap().to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk_config(&aws.region).await);
+    eventually("the event in the dead-letter queue", SETTLE, || async {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?;
+        let n = attrs
+            .attributes()?
+            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)?
+            .parse::<u32>()
+            .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(world::executions(&aws).await.unwrap().is_empty(), "nothing started yet");
+
+    // The operator replays the dead-letter queue.
+    let bakery = tests::repo().join("target/debug/bakery");
+    let out = tokio::process::Command::new(bakery)
+        .args(["replay", "--queue-url", &queue_url, "--function"])
+        .arg(aws.resource("TriggerFunction").unwrap())
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("replayed: 1 started"), "{stdout}");
+
+    let all = executions(&aws, 1).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], release.as_str());
+    let left = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty(), "the replayed message is gone");
+}
+
+#[tokio::test]
+async fn an_image_the_allowed_amis_setting_refuses_starts_nothing() {
+    let aws = aws().await;
+    let topic = world::create_soe_topic(&aws).await.unwrap();
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
+    // The account allows only images of another provider.
+    aws.admin()
+        .set_allowed_images("enabled", &["111122223333"])
+        .await
+        .unwrap();
+
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    assert_eq!(out["refused"][0]["errorType"], "ImageNotAllowed", "{out}");
+    assert!(world::executions(&aws).await.unwrap().is_empty());
+
+    // In audit mode the same image is only logged, and baked.
+    aws.admin()
+        .set_allowed_images("audit-mode", &["111122223333"])
+        .await
+        .unwrap();
+    let newer = world::register_ami(&aws, "soe-al2023-2026.11.3").await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.3", &[("us-east-1", &newer)])
+        .await
+        .unwrap();
+    let all = executions(&aws, 1).await;
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], newer.as_str());
+}
