@@ -485,3 +485,59 @@ async fn an_image_the_allowed_amis_setting_refuses_starts_nothing() {
     let all = executions(&aws, 1).await;
     assert_eq!(all[0].input["sourceAmi"]["imageId"], newer.as_str());
 }
+
+#[tokio::test]
+async fn a_base_parameter_update_bakes_the_pipelines_that_follow_it() {
+    let soe = format!("arn:aws:sns:us-east-1:123456789012:{}", world::SOE_TOPIC);
+    let aws = local_aws_with(&[("SoeReleaseTopicArn", &soe), ("WatchedParameterPrefix", "/soe/")]).await;
+    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let name = "/soe/al2023/latest";
+    world::seed_on(&aws, "web", &base, json!({"ssmParameters": [name]}))
+        .await
+        .unwrap();
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    let sdk = aws.sdk_config(&aws.region).await;
+    for (parameter, value) in [(name, release.as_str()), ("/elsewhere/al2023/latest", base.as_str())] {
+        aws_sdk_ssm::Client::new(&sdk)
+            .put_parameter()
+            .name(parameter)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .unwrap();
+        // moto's Parameter Store emits no events: put the one EventBridge would.
+        let detail = json!({"operation": "Update", "name": parameter, "type": "String", "description": ""});
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.ssm")
+            .detail_type("Parameter Store Change")
+            .resources(format!("arn:aws:ssm:us-east-1:{}:parameter{parameter}", aws.account))
+            .detail(detail.to_string())
+            .build();
+        aws_sdk_eventbridge::Client::new(&sdk)
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .unwrap();
+    }
+    let all = executions(&aws, 1).await;
+    assert_eq!(
+        all[0].input["sourceAmi"]["imageId"],
+        release.as_str(),
+        "the value read now"
+    );
+    assert_eq!(all[0].input["trigger"], "parameterChange");
+    // Both changes were on the bus; only the watched path's reached the trigger.
+    assert_eq!(aws.admin().events().await.unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests: Vec<Value> = aws
+        .admin()
+        .invocations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i["request"]["detail"]["name"].clone())
+        .collect();
+    assert_eq!(requests, [json!(name)]);
+}
