@@ -271,6 +271,28 @@ async fn a_schedule_bakes_only_when_the_base_changed() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].input["sourceAmi"]["imageId"], newer.as_str());
     assert_eq!(all[0].input["trigger"], "schedule");
+
+    // Once that bake is published, the ledger holds its base: the next firing finds nothing new.
+    let report = world::wait(&aws, &all[0].execution_arn, &newer, Instant::now(), SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED");
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    // The build's own state change and the publication reach the trigger too; the third
+    // firing's result is the third with a schedule origin.
+    let out = eventually("the third firing's result", SETTLE, || async {
+        let firings: Vec<Value> = trigger_results(&aws, 1)
+            .await
+            .into_iter()
+            .filter(|r| r["trigger"]["origin"]["kind"] == "schedule")
+            .collect();
+        firings.get(2).cloned()
+    })
+    .await;
+    assert!(out["started"].as_array().unwrap().is_empty(), "{out}");
+    let reason = out["skipped"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&newer) && reason.contains("last published"), "{reason}");
+    assert_eq!(world::executions(&aws).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
