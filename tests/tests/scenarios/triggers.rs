@@ -24,6 +24,24 @@ async fn aws() -> LocalAws {
     .await
 }
 
+/// The SOE team's topic and the base AMI every pipeline starts on.
+async fn soe(aws: &LocalAws) -> (String, String) {
+    let topic = world::create_soe_topic(aws).await.unwrap();
+    let base = world::register_ami(aws, "soe-al2023-2026.11.1").await.unwrap();
+    (topic, base)
+}
+
+/// The SOE team releases `version`: a new AMI, announced on the topic.
+async fn soe_release(aws: &LocalAws, topic: &str, version: &str) -> String {
+    let ami = world::register_ami(aws, &format!("soe-al2023-{version}"))
+        .await
+        .unwrap();
+    world::publish_release(aws, topic, version, &[("us-east-1", &ami)])
+        .await
+        .unwrap();
+    ami
+}
+
 fn soe_sources(aws: &LocalAws) -> Value {
     json!({"snsTopics": [world::soe_topic_arn(aws)]})
 }
@@ -99,18 +117,14 @@ async fn amend_policy(aws: &LocalAws, world: &World, change: impl FnOnce(&mut Va
 #[tokio::test]
 async fn a_release_bakes_each_subscribed_pipeline_once_however_often_it_arrives() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     for name in ["web", "api"] {
         world::seed_on(&aws, name, &base, soe_sources(&aws)).await.unwrap();
     }
     let other_topic = json!({"snsTopics": [format!("arn:aws:sns:us-east-1:{}:other-releases", aws.account)]});
     world::seed_on(&aws, "batch", &base, other_topic).await.unwrap();
 
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
-        .await
-        .unwrap();
+    let release = soe_release(&aws, &topic, "2026.11.2").await;
     let first = executions(&aws, 2).await;
 
     // The same SNS delivery again, three times (Lambda's SNS event, as a redelivery carries it),
@@ -149,16 +163,12 @@ async fn a_release_bakes_each_subscribed_pipeline_once_however_often_it_arrives(
 #[tokio::test]
 async fn an_untrusted_owner_starts_nothing() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     let web = world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
     // The policy trusts only the SOE account 111122223333; the released AMI is owned by another.
     amend_policy(&aws, &web, |p| p["trustedOwners"] = json!(["111122223333"])).await;
 
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
-        .await
-        .unwrap();
+    let release = soe_release(&aws, &topic, "2026.11.2").await;
     let out = &trigger_results(&aws, 1).await[0];
     let refused = out["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{out}");
@@ -197,8 +207,7 @@ async fn attacker_ec2(aws: &LocalAws, account: &str) -> aws_sdk_ec2::Client {
 #[tokio::test]
 async fn an_attacker_ami_with_the_trusted_name_is_never_chosen() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     let family = json!({
         "snsTopics": [world::soe_topic_arn(&aws)],
         "amis": [{"owner": aws.account, "namePattern": "soe-al2023-*"}],
@@ -298,8 +307,7 @@ async fn a_schedule_bakes_only_when_the_base_changed() {
 #[tokio::test]
 async fn a_downstream_pipeline_bakes_on_its_upstream_publication_with_the_parent_chain() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     let web = world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
     let follows_web = json!({
         "snsTopics": [world::publication_topic(&aws).unwrap()],
@@ -307,10 +315,7 @@ async fn a_downstream_pipeline_bakes_on_its_upstream_publication_with_the_parent
     });
     world::seed_on(&aws, "web-hardened", &base, follows_web).await.unwrap();
 
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
-        .await
-        .unwrap();
+    let release = soe_release(&aws, &topic, "2026.11.2").await;
     let all = eventually("both bakes to end", Duration::from_secs(120), || async {
         let all = world::executions(&aws).await.ok()?;
         (all.len() == 2 && all.iter().all(|e| e.status != "RUNNING")).then_some(all)
@@ -412,8 +417,7 @@ async fn two_hundred_pipelines_start_despite_throttling_and_none_is_lost() {
 #[tokio::test]
 async fn what_cannot_start_waits_in_the_dead_letter_queue_and_replays() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
     // Step Functions refuses every start of the first invocation and Lambda's two retries.
     aws.admin()
@@ -421,10 +425,7 @@ async fn what_cannot_start_waits_in_the_dead_letter_queue_and_replays() {
         .await
         .unwrap();
 
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
-        .await
-        .unwrap();
+    let release = soe_release(&aws, &topic, "2026.11.2").await;
     let queue_url = aws.resource("TriggerDeadLetterQueue").unwrap().to_owned();
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk_config(&aws.region).await);
     eventually("the event in the dead-letter queue", SETTLE, || async {
@@ -478,8 +479,7 @@ async fn what_cannot_start_waits_in_the_dead_letter_queue_and_replays() {
 #[tokio::test]
 async fn an_image_the_allowed_amis_setting_refuses_starts_nothing() {
     let aws = aws().await;
-    let topic = world::create_soe_topic(&aws).await.unwrap();
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let (topic, base) = soe(&aws).await;
     world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
     // The account allows only images of another provider.
     aws.admin()
@@ -487,12 +487,10 @@ async fn an_image_the_allowed_amis_setting_refuses_starts_nothing() {
         .await
         .unwrap();
 
-    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &release)])
-        .await
-        .unwrap();
+    let release = soe_release(&aws, &topic, "2026.11.2").await;
     let out = &trigger_results(&aws, 1).await[0];
     assert_eq!(out["refused"][0]["errorType"], "ImageNotAllowed", "{out}");
+    assert_eq!(out["refused"][0]["imageId"], release.as_str());
     assert!(world::executions(&aws).await.unwrap().is_empty());
 
     // In audit mode the same image is only logged, and baked.
@@ -500,10 +498,7 @@ async fn an_image_the_allowed_amis_setting_refuses_starts_nothing() {
         .set_allowed_images("audit-mode", &["111122223333"])
         .await
         .unwrap();
-    let newer = world::register_ami(&aws, "soe-al2023-2026.11.3").await.unwrap();
-    world::publish_release(&aws, &topic, "2026.11.3", &[("us-east-1", &newer)])
-        .await
-        .unwrap();
+    let newer = soe_release(&aws, &topic, "2026.11.3").await;
     let all = executions(&aws, 1).await;
     assert_eq!(all[0].input["sourceAmi"]["imageId"], newer.as_str());
 }
