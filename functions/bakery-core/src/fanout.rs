@@ -97,6 +97,15 @@ pub fn plan(trigger: &BakeTrigger, policies: &[Policy], seen: &Seen) -> Plan {
             rebuild,
         });
     }
+    // An operator who names a pipeline without a policy hears why nothing happened.
+    if let Origin::Manual { pipeline_arn, .. } = &trigger.origin {
+        if !policies.iter().any(|p| &p.pipeline_arn == pipeline_arn) {
+            out.skipped.push(Skipped {
+                pipeline_arn: pipeline_arn.clone(),
+                reason: "no valid bake policy for this pipeline under the policy prefix".into(),
+            });
+        }
+    }
     out
 }
 
@@ -412,7 +421,15 @@ mod tests {
         let weekly = json!({"schedules": [{"name": "weekly", "rebuild": "always"}]});
         let mut p = policy(name, weekly.clone());
         p.pipeline_arn = pipeline_arn.clone();
-        assert_eq!(plan(&t, &[p, policy("api", weekly)], &Seen::default()).planned.len(), 1);
+        assert_eq!(
+            plan(&t, &[p, policy("api", weekly.clone())], &Seen::default())
+                .planned
+                .len(),
+            1
+        );
+        let nobody = plan(&t, &[policy("api", weekly)], &Seen::default());
+        assert!(nobody.planned.is_empty());
+        assert!(nobody.skipped[0].reason.contains("no valid bake policy"), "{nobody:?}");
     }
 
     #[test]

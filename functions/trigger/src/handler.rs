@@ -253,9 +253,12 @@ async fn schedule_source(
     let region = fanout::home_region(&p.pipeline_arn).unwrap_or_default().to_owned();
     p.source = deps.lookups.current_base(policy, &region).await?;
     let last = deps.lookups.last_base(&p.pipeline_arn).await?;
-    let recipe_parent = match (&last, &p.source) {
-        (None, _) => deps.lookups.recipe_parent(&p.pipeline_arn).await?,
-        _ => None,
+    // The recipe's parent stands for the base when the policy names no family (or the family
+    // has no image now), and for the last base before the first published bake.
+    let recipe_parent = if p.source.is_none() || last.is_none() {
+        deps.lookups.recipe_parent(&p.pipeline_arn).await?
+    } else {
+        None
     };
     let base = p
         .source
@@ -273,9 +276,9 @@ async fn schedule_source(
         } => t.to_rfc3339(),
         _ => trigger.event_id.clone(),
     };
-    Ok(Ok(match (rebuild, &p.source) {
+    Ok(Ok(match (rebuild, base) {
         // A new base: keyed by the AMI, so a release of the same AMI is the same bake.
-        (bakery_core::policy::Rebuild::IfBaseChanged, Some(s)) => s.image_id.to_string(),
+        (bakery_core::policy::Rebuild::IfBaseChanged, Some(base)) => base,
         _ => format!("schedule:{when}"),
     }))
 }
