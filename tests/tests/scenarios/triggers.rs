@@ -558,3 +558,60 @@ async fn a_base_parameter_update_bakes_the_pipelines_that_follow_it() {
         .collect();
     assert_eq!(requests, [json!(name)]);
 }
+
+#[tokio::test]
+async fn a_downstream_bakery_rebuilds_when_the_upstream_bakery_publishes() {
+    // This stack follows another Bakery's publication topic (UpstreamBakeryTopicArn).
+    let upstream_topic = "arn:aws:sns:us-east-1:123456789012:upstream-bakery-publications".to_owned();
+    let aws = local_aws_with(&[("UpstreamBakeryTopicArn", &upstream_topic), ("ChainPipelines", "false")]).await;
+    let sdk = aws.sdk_config(&aws.region).await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    sns.create_topic()
+        .name("upstream-bakery-publications")
+        .send()
+        .await
+        .unwrap();
+    let base = world::register_ami(&aws, "soe-hardened-2026.11.1").await.unwrap();
+    world::seed_on(&aws, "app", &base, json!({"snsTopics": [upstream_topic]}))
+        .await
+        .unwrap();
+
+    // The upstream Bakery announces its new AMI (shared with this account), built on an SOE AMI
+    // that was itself built on another.
+    let upstream_ami = world::register_ami(&aws, "soe-hardened-2026.11.2").await.unwrap();
+    let publish = |status: &'static str| {
+        let message = json!({
+            "schema": "bakery.publication/v1", "status": status, "accountId": aws.account,
+            "pipeline": {"arn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/soe-hardened", "name": "soe-hardened"},
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:upstream-bake:soe-hardened-1",
+            "amis": [{"region": "us-east-1", "imageId": upstream_ami}, {"region": "eu-west-1", "imageId": "ami-0fedcba9876543210"}],
+            "lineage": {"parents": ["ami-0a1b2c3d4e5f67890", "ami-0123456789abcdef0"]}
+        });
+        let attribute = aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(status)
+            .build()
+            .unwrap();
+        sns.publish()
+            .topic_arn(&upstream_topic)
+            .message(message.to_string())
+            .message_attributes("status", attribute)
+            .send()
+    };
+    // A FAILED publication does not even reach the trigger (the subscription's filter policy).
+    publish("FAILED").await.unwrap();
+    publish("PUBLISHED").await.unwrap();
+
+    let all = executions(&aws, 1).await;
+    assert_eq!(pipeline_of(&all[0]), "app");
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], upstream_ami.as_str());
+    assert_eq!(
+        all[0].input["parentChain"],
+        json!(["ami-0a1b2c3d4e5f67890", "ami-0123456789abcdef0"]),
+        "the upstream AMI's ancestry comes along"
+    );
+    assert_eq!(all[0].input["trigger"], "bakeryPublication");
+    let deliveries = aws.admin().sns_deliveries().await.unwrap();
+    let statuses: Vec<&str> = deliveries.iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["filtered", "delivered"], "{deliveries:?}");
+}
