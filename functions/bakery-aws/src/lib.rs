@@ -2,6 +2,7 @@
 //! and credentials from the environment, nothing local in the code), errors classified into the
 //! stable `errorType` names the state machine's Retry and Catch match on, and policy loading.
 
+pub mod imagebuilder;
 pub mod images;
 pub mod watch;
 
@@ -138,37 +139,62 @@ where
 
 /// Runs `call` again on retryable errors, with exponential backoff (100 ms doubling, 5 tries),
 /// before handing the error to the state machine's own Retry.
-pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, BakeError>
+pub async fn with_retries<T, F, Fut>(call: F) -> Result<T, BakeError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BakeError>>,
 {
-    let mut delay = Duration::from_millis(100);
-    for _ in 0..4 {
+    retry(5, |attempt| Duration::from_millis(100 << (attempt - 1)), call).await
+}
+
+/// Calls `call` up to `attempts` times while it fails with a retryable error, sleeping
+/// `delay(n)` after the n-th failure (n from 1). The last error is returned as it is.
+pub async fn retry<T, F, Fut>(attempts: u32, delay: impl Fn(u32) -> Duration, mut call: F) -> Result<T, BakeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BakeError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         match call().await {
-            Err(e) if e.retryable() => {
-                tracing::warn!(error = %e, ?delay, "retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+            Err(e) if e.retryable() && attempt < attempts => {
+                let wait = delay(attempt);
+                tracing::warn!(error = %e, attempt, ?wait, "retrying");
+                tokio::time::sleep(wait).await;
             }
             other => return other,
         }
     }
-    call().await
 }
 
-/// The bake policy of a pipeline: SSM parameter `<prefix><pipeline name>`.
-pub async fn load_policy(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline_name: &str) -> Result<Policy, BakeError> {
-    let name = format!("{prefix}{pipeline_name}");
+/// Exponential backoff with full jitter: a random wait up to 100 ms × 2^attempt, capped at 5 s.
+/// For many callers at once (a fan-out), so that their retries do not arrive together.
+pub fn full_jitter(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = 100u64.saturating_mul(1 << attempt.min(10)).min(5_000);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    Duration::from_millis(h.finish() % (cap + 1))
+}
+
+/// A parameter's value now (GetParameter); `NotFound` when there is no such parameter.
+pub async fn get_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, BakeError> {
     let out = with_retries(|| async {
         ssm.get_parameter()
-            .name(&name)
+            .name(name)
             .send()
             .await
             .map_err(|e| classify("GetParameter", e))
     })
     .await?;
-    let text = out.parameter.and_then(|p| p.value).unwrap_or_default();
+    Ok(out.parameter.and_then(|p| p.value).unwrap_or_default())
+}
+
+/// The bake policy of a pipeline: SSM parameter `<prefix><pipeline name>`.
+pub async fn load_policy(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline_name: &str) -> Result<Policy, BakeError> {
+    let name = format!("{prefix}{pipeline_name}");
+    let text = get_parameter(ssm, &name).await?;
     Policy::parse(text.as_bytes())
         .map_err(|e| BakeError::InvalidPolicy(format!("{name}: {}", e.to_string().replace('\n', "; "))))
 }
@@ -177,3 +203,4 @@ pub async fn load_policy(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline_name:
 pub fn env(name: &str) -> Result<String, BakeError> {
     std::env::var(name).map_err(|_| BakeError::InvalidInput(format!("environment variable {name} is not set")))
 }
+

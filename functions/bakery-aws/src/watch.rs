@@ -60,17 +60,7 @@ fn key(image_arn: &str) -> [(String, AttributeValue); 2] {
 
 /// The build's status now (GetImage).
 pub async fn status(deps: &Deps, image_arn: &str) -> Result<BuildStatus, BakeError> {
-    let image = with_retries(|| async {
-        deps.ib
-            .get_image()
-            .image_build_version_arn(image_arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImage", e))
-    })
-    .await?
-    .image
-    .ok_or_else(|| BakeError::NotFound(format!("GetImage: {image_arn}")))?;
+    let image = crate::imagebuilder::get_image(&deps.ib, image_arn).await?;
     let state = image
         .state
         .unwrap_or_else(|| aws_sdk_imagebuilder::types::ImageState::builder().build());

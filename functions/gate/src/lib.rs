@@ -6,6 +6,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_imagebuilder::types::{Filter as AggregationFilter, Image, ImageScanFindingsFilter, SeverityCounts};
+use bakery_aws::imagebuilder::get_image;
 use bakery_aws::{classify, in_region, with_retries, BakeError};
 use bakery_core::bake::{verdict, BuildOutcome, BuildStarted, Findings, Lineage};
 use bakery_core::ids::{AmiId, Region};
@@ -166,19 +167,6 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<GateResult, BakeError
         deregistered,
         lineage,
     })
-}
-
-async fn get_image(ib: &aws_sdk_imagebuilder::Client, arn: &str) -> Result<Image, BakeError> {
-    let out = with_retries(|| async {
-        ib.get_image()
-            .image_build_version_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImage", e))
-    })
-    .await?;
-    out.image
-        .ok_or_else(|| BakeError::NotFound(format!("GetImage: no image {arn}")))
 }
 
 /// The severities ListImageScanFindingAggregations counts; the others need the findings listed.

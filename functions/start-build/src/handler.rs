@@ -4,6 +4,7 @@
 //! never makes a second recipe, update or build.
 
 use aws_sdk_imagebuilder::types::{ImagePipeline, ImageRecipe};
+use bakery_aws::imagebuilder::{get_pipeline, get_recipe};
 use bakery_aws::{classify, with_retries, BakeError};
 use bakery_core::bake::{client_token, next_patch_version, BakeRequest, BuildStarted};
 use bakery_core::ids::Arn;
@@ -46,14 +47,14 @@ pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeE
         )));
     }
 
-    let pipeline = get_pipeline(deps, &req.pipeline_arn).await?;
+    let pipeline = get_pipeline(&deps.ib, &req.pipeline_arn).await?;
     let current_arn = pipeline.image_recipe_arn.clone().ok_or_else(|| {
         BakeError::InvalidInput(format!(
             "{} has no image recipe (container pipelines are not baked)",
             req.pipeline_arn
         ))
     })?;
-    let current = get_recipe(deps, &current_arn).await?;
+    let current = get_recipe(&deps.ib, &current_arn).await?;
 
     let recipe = match &req.source_ami {
         Some(source) if current.parent_image.as_deref() != Some(source.image_id.as_str()) => {
@@ -98,34 +99,6 @@ pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeE
     })
 }
 
-async fn get_pipeline(deps: &Deps, arn: &str) -> Result<ImagePipeline, BakeError> {
-    with_retries(|| async {
-        deps.ib
-            .get_image_pipeline()
-            .image_pipeline_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImagePipeline", e))
-    })
-    .await?
-    .image_pipeline
-    .ok_or_else(|| BakeError::NotFound(format!("GetImagePipeline: {arn}")))
-}
-
-async fn get_recipe(deps: &Deps, arn: &str) -> Result<ImageRecipe, BakeError> {
-    with_retries(|| async {
-        deps.ib
-            .get_image_recipe()
-            .image_recipe_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImageRecipe", e))
-    })
-    .await?
-    .image_recipe
-    .ok_or_else(|| BakeError::NotFound(format!("GetImageRecipe: {arn}")))
-}
-
 /// The recipe's next patch version with `parent` as its parent image, everything else carried
 /// over. A version another bake already made on the same parent is reused; one on another
 /// parent is skipped.
@@ -163,7 +136,7 @@ async fn new_recipe_version(
             Ok(out) => {
                 let arn = out.image_recipe_arn.unwrap_or_default();
                 tracing::info!(recipe = %arn, parent, "new recipe version");
-                return get_recipe(deps, &arn).await;
+                return get_recipe(&deps.ib, &arn).await;
             }
             Err(BakeError::Aws { code, .. }) if code == "ResourceAlreadyExistsException" => {
                 let arn = current
@@ -172,7 +145,7 @@ async fn new_recipe_version(
                     .and_then(|a| a.rsplit_once('/'))
                     .map(|(base, _)| format!("{base}/{version}"))
                     .unwrap_or_default();
-                let existing = get_recipe(deps, &arn).await?;
+                let existing = get_recipe(&deps.ib, &arn).await?;
                 if existing.parent_image.as_deref() == Some(parent) {
                     return Ok(existing);
                 }

@@ -18,7 +18,6 @@ use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct Deps {
     pub lookups: Lookups,
@@ -381,55 +380,39 @@ async fn start_one(
             req.bake_id
         )
     };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let out = sfn
-            .start_execution()
+    let out = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
+        sfn.start_execution()
             .state_machine_arn(machine)
             .name(&req.bake_id)
             .input(&input)
             .send()
-            .await;
-        match out {
-            Ok(o) => {
-                tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, execution = %o.execution_arn, "bake started");
-                return Ok((o.execution_arn, false));
-            }
-            Err(e) => match bakery_aws::classify("StartExecution", e) {
-                BakeError::Aws { code, .. } if code == "ExecutionAlreadyExists" => {
-                    tracing::info!(bake_id = %req.bake_id, "already started under this name");
-                    return Ok((existing(), true));
-                }
-                e if e.retryable() && attempt < attempts => {
-                    let delay = backoff(attempt);
-                    tracing::warn!(bake_id = %req.bake_id, attempt, ?delay, error = %e, "StartExecution throttled; backing off");
-                    tokio::time::sleep(delay).await;
-                }
-                e => return Err(e),
-            },
+            .await
+            .map_err(|e| bakery_aws::classify("StartExecution", e))
+    })
+    .await;
+    match out {
+        Ok(o) => {
+            tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, execution = %o.execution_arn, "bake started");
+            Ok((o.execution_arn, false))
         }
+        Err(BakeError::Aws { code, .. }) if code == "ExecutionAlreadyExists" => {
+            tracing::info!(bake_id = %req.bake_id, "already started under this name");
+            Ok((existing(), true))
+        }
+        Err(e) => Err(e),
     }
-}
-
-/// Exponential backoff with full jitter: a random wait up to 100 ms × 2^attempt, capped at 5 s.
-fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let cap = 100u64.saturating_mul(1 << attempt.min(10)).min(5_000);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    Duration::from_millis(h.finish() % (cap + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn backoff_grows_and_is_capped() {
         for attempt in 1..20 {
             let cap = 100u64 * (1 << attempt.min(10));
-            assert!(backoff(attempt) <= Duration::from_millis(cap.min(5_000)));
+            assert!(bakery_aws::full_jitter(attempt) <= Duration::from_millis(cap.min(5_000)));
         }
     }
 

@@ -6,7 +6,8 @@
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter;
-use bakery_aws::{classify, in_region, with_retries, BakeError};
+use bakery_aws::imagebuilder::{get_image, get_pipeline, get_recipe};
+use bakery_aws::{classify, get_parameter, in_region, with_retries, BakeError};
 use bakery_core::fanout::{newest_base, Candidate};
 use bakery_core::ids::{AccountId, AmiId, Arn, Region};
 use bakery_core::{Policy, SourceAmi};
@@ -247,20 +248,10 @@ impl Lookups {
     /// The pipeline that built an upstream image and its AMIs (GetImage).
     pub async fn upstream_image(&self, image_arn: &str) -> Result<Option<(String, Vec<SourceAmi>)>, BakeError> {
         let region = Arn::parse(image_arn).map(|a| a.region.to_owned()).unwrap_or_default();
-        let ib = self.imagebuilder(&region);
-        let out = with_retries(|| async {
-            ib.get_image()
-                .image_build_version_arn(image_arn)
-                .send()
-                .await
-                .map_err(|e| classify("GetImage", e))
-        })
-        .await;
-        let image = match out {
+        let image = match get_image(&self.imagebuilder(&region), image_arn).await {
             Err(BakeError::NotFound(_)) => return Ok(None),
-            other => other?.image,
+            other => other?,
         };
-        let Some(image) = image else { return Ok(None) };
         let Some(pipeline) = image.source_pipeline_arn().map(str::to_owned) else {
             return Ok(None);
         };
@@ -283,17 +274,9 @@ impl Lookups {
     /// The AMI a parameter points at now (the change event never carries the value).
     pub async fn parameter_ami(&self, region: &str, name: &str) -> Result<Result<SourceAmi, String>, BakeError> {
         let ssm = aws_sdk_ssm::Client::new(&in_region(&self.sdk, region));
-        let out = with_retries(|| async {
-            ssm.get_parameter()
-                .name(name)
-                .send()
-                .await
-                .map_err(|e| classify("GetParameter", e))
-        })
-        .await;
-        let value = match out {
+        let value = match get_parameter(&ssm, name).await {
             Err(BakeError::NotFound(_)) => return Ok(Err(format!("parameter {name} no longer exists"))),
-            other => other?.parameter.and_then(|p| p.value).unwrap_or_default(),
+            other => other?,
         };
         Ok(match (AmiId::parse(&value), Region::parse(region)) {
             (Ok(image_id), Ok(region)) => Ok(SourceAmi {
@@ -368,28 +351,12 @@ impl Lookups {
             .map(|a| a.region.to_owned())
             .unwrap_or_default();
         let ib = self.imagebuilder(&region);
-        let pipeline = with_retries(|| async {
-            ib.get_image_pipeline()
-                .image_pipeline_arn(pipeline_arn)
-                .send()
-                .await
-                .map_err(|e| classify("GetImagePipeline", e))
-        })
-        .await?;
-        let Some(recipe) = pipeline.image_pipeline.and_then(|p| p.image_recipe_arn) else {
+        let Some(recipe) = get_pipeline(&ib, pipeline_arn).await?.image_recipe_arn else {
             return Ok(None);
         };
-        let out = with_retries(|| async {
-            ib.get_image_recipe()
-                .image_recipe_arn(&recipe)
-                .send()
-                .await
-                .map_err(|e| classify("GetImageRecipe", e))
-        })
-        .await?;
-        Ok(out
-            .image_recipe
-            .and_then(|r| r.parent_image)
+        Ok(get_recipe(&ib, &recipe)
+            .await?
+            .parent_image
             .filter(|p| AmiId::parse(p).is_ok()))
     }
 }
