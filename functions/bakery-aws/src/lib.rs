@@ -204,3 +204,13 @@ pub fn env(name: &str) -> Result<String, BakeError> {
     std::env::var(name).map_err(|_| BakeError::InvalidInput(format!("environment variable {name} is not set")))
 }
 
+/// A positive count from the environment, `default` when unset; a value that is not one is an
+/// error at start, not silently the default.
+pub fn env_count(name: &str, default: u32) -> Result<u32, BakeError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            BakeError::InvalidInput(format!("environment variable {name} is {v:?}, not a positive whole number"))
+        }),
+    }
+}

@@ -10,12 +10,6 @@ async fn main() -> Result<(), Error> {
     // JSON logs when Lambda's LoggingConfig says LogFormat: JSON (AWS_LAMBDA_LOG_FORMAT).
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = bakery_aws::sdk_config().await;
-    let number = |name: &str, default: u32| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(default)
-    };
     let deps = handler::Deps {
         lookups: lookups::Lookups::new(
             sdk.clone(),
@@ -24,8 +18,8 @@ async fn main() -> Result<(), Error> {
         ),
         sfn: aws_sdk_sfn::Client::new(&sdk),
         state_machine_arn: bakery_aws::env("BAKE_STATE_MACHINE_ARN")?,
-        concurrency: number("START_CONCURRENCY", 8) as usize,
-        start_attempts: number("START_ATTEMPTS", 10),
+        concurrency: bakery_aws::env_count("START_CONCURRENCY", 8)? as usize,
+        start_attempts: bakery_aws::env_count("START_ATTEMPTS", 10)?,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         handler::handle(event.payload, &deps)
