@@ -144,10 +144,7 @@ pub async fn seed_on(aws: &LocalAws, name: &str, base_ami: &str, sources: Value)
             .map_err(|e| e.into_service_error()),
     )?;
 
-    let state_machine_arn = aws
-        .resource("BakeStateMachine")
-        .ok_or("the template has no BakeStateMachine")?
-        .to_owned();
+    let state_machine_arn = template_resource(aws, "BakeStateMachine")?;
     Ok(World {
         pipeline_arn,
         pipeline_name: name.to_owned(),
@@ -495,9 +492,14 @@ pub async fn parameter(aws: &LocalAws, region: &str, name: &str) -> Result<Optio
 
 /// The stack's publication topic.
 pub fn publication_topic(aws: &LocalAws) -> Result<String, Error> {
+    template_resource(aws, "PublicationTopic")
+}
+
+/// The local name or ARN of one of the template's resources.
+fn template_resource(aws: &LocalAws, logical_id: &str) -> Result<String, Error> {
     Ok(aws
-        .resource("PublicationTopic")
-        .ok_or("the template has no PublicationTopic")?
+        .resource(logical_id)
+        .ok_or_else(|| format!("the template has no {logical_id}"))?
         .to_owned())
 }
 
@@ -552,10 +554,7 @@ pub struct Execution {
 /// Every execution of the bake state machine, oldest first, with its input.
 pub async fn executions(aws: &LocalAws) -> Result<Vec<Execution>, Error> {
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
-    let machine = aws
-        .resource("BakeStateMachine")
-        .ok_or("the template has no BakeStateMachine")?
-        .to_owned();
+    let machine = template_resource(aws, "BakeStateMachine")?;
     let mut out = Vec::new();
     let mut token = None;
     loop {

@@ -62,8 +62,12 @@ fn tag<'a>(image: &'a aws_sdk_ec2::types::Image, key: &str) -> Option<&'a str> {
 }
 
 fn published(report: &world::BakeReport) -> Vec<(String, String)> {
-    report.output["published"]
-        .as_array()
+    by_region(&report.output["published"])
+}
+
+/// `(region, imageId)` of each object in a JSON list (the bake's output, the message's `amis`).
+fn by_region(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
         .into_iter()
         .flatten()
         .map(|p| {
@@ -143,17 +147,7 @@ async fn happy_path_publishes_shares_tags_and_announces_every_ami() {
     assert_eq!(m["attributes"]["status"], "PUBLISHED");
     assert_eq!(m["attributes"]["pipeline"], "web");
     assert_eq!(m["attributes"]["channel"], "stable");
-    let announced: Vec<(String, String)> = m["message"]["amis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["region"].as_str().unwrap().to_owned(),
-                a["imageId"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let announced = by_region(&m["message"]["amis"]);
     assert_eq!(announced, amis, "every AMI ID, by region");
     assert_eq!(m["message"]["executionArn"], report.execution_arn.as_str());
     assert_eq!(m["message"]["lineage"]["parents"][0], release.as_str());
