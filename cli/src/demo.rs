@@ -85,7 +85,7 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
         let source = e.input["sourceAmi"]["imageId"].as_str().unwrap_or_default().to_owned();
         let report = world::wait(&aws, &e.execution_arn, &source, t0, LIMIT).await?;
         let pipeline_arn = e.input["pipelineArn"].as_str().unwrap_or_default();
-        let name = pipeline_arn.rsplit('/').next().unwrap_or_default().to_owned();
+        let name = bakery_core::ids::pipeline_name(pipeline_arn).to_owned();
         let mut amis = Vec::new();
         for p in report.output["published"].as_array().into_iter().flatten() {
             let (region, image) = (

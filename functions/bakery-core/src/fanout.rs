@@ -168,9 +168,8 @@ pub fn schedule_name(arn: &str) -> &str {
 /// The execution for a planned bake. `key` is what makes it unique: the source AMI when there
 /// is one (the same AMI by any route is one bake), otherwise what the caller chose.
 pub fn request(p: &Planned, key: &str, label: &str) -> BakeRequest {
-    let name = p.pipeline_arn.rsplit('/').next().unwrap_or(&p.pipeline_arn);
     BakeRequest {
-        bake_id: bake_id(name, key),
+        bake_id: bake_id(crate::ids::pipeline_name(&p.pipeline_arn), key),
         pipeline_arn: p.pipeline_arn.clone(),
         source_ami: p.source.clone(),
         parent_chain: p.parent_chain.clone(),

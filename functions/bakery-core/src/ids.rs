@@ -175,6 +175,12 @@ impl<'a> Arn<'a> {
     }
 }
 
+/// The name of an image pipeline from its ARN (`…:image-pipeline/web` → `web`), as the bake
+/// policy's parameter name and the notification use it; the input itself when it is no ARN.
+pub fn pipeline_name(pipeline_arn: &str) -> &str {
+    Arn::parse(pipeline_arn).map_or(pipeline_arn, |a| a.resource_name())
+}
+
 /// An SNS topic ARN (regional, with an account).
 pub fn check_topic_arn(s: &str) -> Result<(), String> {
     let arn = Arn::parse_kind(s, "sns", "", "an SNS topic ARN")?;
@@ -290,6 +296,8 @@ mod tests {
     fn arns() {
         let arn = Arn::parse("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web").unwrap();
         assert_eq!(arn.resource_name(), "web");
+        assert_eq!(pipeline_name("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web"), "web");
+        assert_eq!(pipeline_name("not-an-arn"), "not-an-arn");
         assert!(check_pipeline_arn("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web").is_ok());
         assert!(check_pipeline_arn("arn:aws:imagebuilder:us-east-1:111122223333:image-recipe/web/1.0.0").is_err());
         assert!(check_pipeline_arn("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/").is_err());

@@ -150,7 +150,7 @@ impl Lookups {
                 match Policy::parse(p.value().unwrap_or_default().as_bytes()) {
                     Err(e) => bad(e.to_string().replace('\n', "; ")),
                     Ok(policy) => {
-                        let pipeline = policy.pipeline_arn.rsplit('/').next().unwrap_or_default();
+                        let pipeline = bakery_core::ids::pipeline_name(&policy.pipeline_arn);
                         if name != format!("{}{pipeline}", self.policy_prefix) {
                             bad(format!(
                                 "a policy for {} must be kept at {}{pipeline}",
