@@ -210,7 +210,9 @@ pub fn env_count(name: &str, default: u32) -> Result<u32, BakeError> {
     match std::env::var(name) {
         Err(_) => Ok(default),
         Ok(v) => v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            BakeError::InvalidInput(format!("environment variable {name} is {v:?}, not a positive whole number"))
+            BakeError::InvalidInput(format!(
+                "environment variable {name} is {v:?}, not a positive whole number"
+            ))
         }),
     }
 }

@@ -296,7 +296,10 @@ mod tests {
     fn arns() {
         let arn = Arn::parse("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web").unwrap();
         assert_eq!(arn.resource_name(), "web");
-        assert_eq!(pipeline_name("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web"), "web");
+        assert_eq!(
+            pipeline_name("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web"),
+            "web"
+        );
         assert_eq!(pipeline_name("not-an-arn"), "not-an-arn");
         assert!(check_pipeline_arn("arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web").is_ok());
         assert!(check_pipeline_arn("arn:aws:imagebuilder:us-east-1:111122223333:image-recipe/web/1.0.0").is_err());
