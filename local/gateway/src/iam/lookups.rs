@@ -1,0 +1,244 @@
+//! What IAM reads of the resources themselves before it decides: an EC2 resource's tags
+//! (`aws:ResourceTag/*`), a queue's or topic's policy, a KMS key's ARN and key policy. Read from
+//! moto in the resource's account (moto's `x-moto-account-id`), as the service would.
+
+use crate::http::{full, xml_elements, xml_unescape, Body};
+use bytes::Bytes;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Moto {
+    endpoint: String,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Moto {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn send(
+        &self,
+        service: &str,
+        region: &str,
+        account: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Result<(u16, String), String> {
+        // moto reads the region (and the service) from the credential scope; it checks no signature.
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=bakery-local/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let mut req = hyper::Request::post(format!("{}/", self.endpoint))
+            .header("Authorization", auth)
+            .header("x-moto-account-id", account);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(full(body)).map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes: Bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    async fn query(
+        &self,
+        service: &str,
+        region: &str,
+        account: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let body = params
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k,
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let (status, text) = self
+            .send(
+                service,
+                region,
+                account,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                body,
+            )
+            .await?;
+        if status == 200 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    async fn json(
+        &self,
+        service: &str,
+        target: &str,
+        region: &str,
+        account: &str,
+        body: Value,
+    ) -> Result<Value, String> {
+        let (status, text) = self
+            .send(
+                service,
+                region,
+                account,
+                &[("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", target)],
+                body.to_string(),
+            )
+            .await?;
+        if status == 200 {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            Err(text)
+        }
+    }
+
+    /// An EC2 resource's tags (DescribeTags on its id).
+    pub async fn ec2_tags(&self, region: &str, account: &str, id: &str) -> BTreeMap<String, String> {
+        let xml = self
+            .query(
+                "ec2",
+                region,
+                account,
+                &[
+                    ("Action", "DescribeTags"),
+                    ("Version", "2016-11-15"),
+                    ("Filter.1.Name", "resource-id"),
+                    ("Filter.1.Value.1", id),
+                ],
+            )
+            .await
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for item in xml_elements(&xml, "item") {
+            let one = |t: &str| xml_elements(item, t).first().map(|s| xml_unescape(s));
+            if let Some(key) = one("key") {
+                out.insert(key, one("value").unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// A queue's policy (GetQueueAttributes Policy), by its ARN.
+    pub async fn queue_policy(&self, queue_arn: &str) -> Option<Value> {
+        let parts: Vec<&str> = queue_arn.split(':').collect();
+        let [_, _, _, region, account, name] = parts.as_slice() else {
+            return None;
+        };
+        let url = self
+            .json(
+                "sqs",
+                "AmazonSQS.GetQueueUrl",
+                region,
+                account,
+                json!({"QueueName": name, "QueueOwnerAWSAccountId": account}),
+            )
+            .await
+            .ok()?;
+        let attrs = self
+            .json(
+                "sqs",
+                "AmazonSQS.GetQueueAttributes",
+                region,
+                account,
+                json!({"QueueUrl": url["QueueUrl"], "AttributeNames": ["Policy"]}),
+            )
+            .await
+            .ok()?;
+        serde_json::from_str(attrs.pointer("/Attributes/Policy")?.as_str()?).ok()
+    }
+
+    /// A topic's policy (GetTopicAttributes Policy).
+    pub async fn topic_policy(&self, topic_arn: &str) -> Option<Value> {
+        let parts: Vec<&str> = topic_arn.split(':').collect();
+        let [_, _, _, region, account, _] = parts.as_slice() else {
+            return None;
+        };
+        let xml = self
+            .query(
+                "sns",
+                region,
+                account,
+                &[("Action", "GetTopicAttributes"), ("TopicArn", topic_arn)],
+            )
+            .await
+            .ok()?;
+        xml_elements(&xml, "entry").into_iter().find_map(|entry| {
+            let key = xml_elements(entry, "key").first().map(|s| xml_unescape(s))?;
+            let value = xml_elements(entry, "value").first().map(|s| xml_unescape(s))?;
+            (key == "Policy").then(|| serde_json::from_str(&value).ok()).flatten()
+        })
+    }
+
+    /// A KMS key with `alias` (`alias/<name>`) in `region`, made if there is none; its key ARN.
+    pub async fn ensure_kms_alias(&self, region: &str, account: &str, alias: &str) -> Result<String, String> {
+        if let Some((arn, _)) = self.kms_key(region, account, alias).await {
+            return Ok(arn);
+        }
+        let key = self
+            .json(
+                "kms",
+                "TrentService.CreateKey",
+                region,
+                account,
+                json!({"Description": alias}),
+            )
+            .await?;
+        let arn = key
+            .pointer("/KeyMetadata/Arn")
+            .and_then(Value::as_str)
+            .ok_or("CreateKey returned no ARN")?
+            .to_owned();
+        self.json(
+            "kms",
+            "TrentService.CreateAlias",
+            region,
+            account,
+            json!({"AliasName": alias, "TargetKeyId": arn}),
+        )
+        .await?;
+        Ok(arn)
+    }
+
+    /// A KMS key's ARN and key policy, from its id, alias or ARN in `region`.
+    pub async fn kms_key(&self, region: &str, account: &str, key: &str) -> Option<(String, Value)> {
+        let described = self
+            .json(
+                "kms",
+                "TrentService.DescribeKey",
+                region,
+                account,
+                json!({"KeyId": key}),
+            )
+            .await
+            .ok()?;
+        let arn = described.pointer("/KeyMetadata/Arn")?.as_str()?.to_owned();
+        let owner = arn.split(':').nth(4).unwrap_or(account).to_owned();
+        let policy = self
+            .json(
+                "kms",
+                "TrentService.GetKeyPolicy",
+                region,
+                &owner,
+                json!({"KeyId": arn, "PolicyName": "default"}),
+            )
+            .await
+            .ok()?;
+        let policy = serde_json::from_str(policy["Policy"].as_str()?).ok()?;
+        Some((arn, policy))
+    }
+}
