@@ -27,12 +27,7 @@ pub async fn local_aws_with(parameters: &[(&str, &str)]) -> LocalAws {
         "{} is missing: run `cargo build --workspace --bins` first",
         trigger.display()
     );
-    opts.phases = gateway::PhaseDurations {
-        pending: Duration::from_millis(50),
-        building: Duration::from_millis(50),
-        testing: Duration::from_millis(50),
-        distributing: Duration::from_millis(50),
-    };
+    opts.phases = short_phases();
     LocalAws::start(opts)
         .await
         .unwrap_or_else(|e| panic!("cannot start the local AWS: {e}"))
@@ -99,4 +94,67 @@ pub async fn wait_for_build(ib: &aws_sdk_imagebuilder::Client, image_arn: &str) 
         .then_some(image)
     })
     .await
+}
+
+/// template.yaml with one of `function`'s policies taken out: the statement whose Sid is
+/// `policy`, or the policy template of that name (`SNSPublishMessagePolicy`). Written (as the
+/// JSON form CloudFormation also takes) into a directory of its own; returns its path.
+pub fn template_without(function: &str, policy: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let mut t = gateway::template::Template::parse(&text).unwrap();
+    let policies = t
+        .root
+        .pointer_mut(&format!("/Resources/{function}/Properties/Policies"))
+        .and_then(serde_json::Value::as_array_mut)
+        .unwrap_or_else(|| panic!("{function} has no Policies"));
+    let before = policies.len();
+    policies.retain(|p| p.get(policy).is_none());
+    let mut found = before != policies.len();
+    for p in policies.iter_mut() {
+        if let Some(statements) = p.get_mut("Statement").and_then(serde_json::Value::as_array_mut) {
+            let n = statements.len();
+            statements.retain(|s| s["Sid"] != policy);
+            found |= n != statements.len();
+        }
+    }
+    assert!(found, "{function} has no policy or statement {policy}");
+    let dir = std::env::temp_dir().join(format!("bakery-template-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("template.json");
+    std::fs::write(&path, t.root.to_string()).unwrap();
+    path
+}
+
+/// A name unique to this process and moment, for scratch directories.
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
+/// A local AWS deployed from `template` (see [`template_without`]) with these parameters.
+pub async fn local_aws_from(template: PathBuf, parameters: &[(&str, &str)]) -> LocalAws {
+    let mut opts = Options::for_repo(repo());
+    opts.template = Some(template);
+    for (k, v) in parameters {
+        opts.parameters.insert((*k).to_owned(), (*v).to_owned());
+    }
+    opts.phases = short_phases();
+    LocalAws::start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the local AWS: {e}"))
+}
+
+fn short_phases() -> gateway::PhaseDurations {
+    gateway::PhaseDurations {
+        pending: Duration::from_millis(50),
+        building: Duration::from_millis(50),
+        testing: Duration::from_millis(50),
+        distributing: Duration::from_millis(50),
+    }
 }

@@ -45,6 +45,14 @@ pub enum BakeError {
     /// ClientToken hands back the same image.
     #[error("{0}")]
     CopyPending(String),
+    /// IAM refused the call (AccessDenied, EC2's UnauthorizedOperation, SNS's AuthorizationError):
+    /// the stack's permissions or a resource policy lack it. Not retried.
+    #[error("{operation}: {code}: {message}")]
+    AccessDenied {
+        operation: String,
+        code: String,
+        message: String,
+    },
     /// Any other service error: not retried.
     #[error("{operation}: {code}: {message}")]
     Aws {
@@ -63,6 +71,7 @@ impl BakeError {
             BakeError::InvalidInput(_) => "InvalidInput",
             BakeError::NotFound(_) => "NotFound",
             BakeError::CopyPending(_) => "CopyPending",
+            BakeError::AccessDenied { .. } => "AccessDenied",
             BakeError::Aws { .. } => "AwsError",
         }
     }
@@ -101,6 +110,15 @@ const RETRYABLE_CODES: &[&str] = &[
     "Unavailable",
 ];
 
+/// Error codes that mean IAM refused the call, across the services Bakery calls.
+const ACCESS_DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "AuthorizationErrorException",
+];
+
 /// Classifies an SDK error. `busy` lists the codes that mean "the resource is in use".
 pub fn classify<E>(operation: &str, err: SdkError<E, Response>) -> BakeError
 where
@@ -120,6 +138,12 @@ where
                 BakeError::Retryable {
                     operation,
                     message: format!("{code}: {message}"),
+                }
+            } else if ACCESS_DENIED_CODES.contains(&code.as_str()) {
+                BakeError::AccessDenied {
+                    operation,
+                    code,
+                    message,
                 }
             } else if code == "ResourceInUseException" {
                 BakeError::PipelineBusy(format!("{operation}: {message}"))
@@ -214,5 +238,93 @@ pub fn env_count(name: &str, default: u32) -> Result<u32, BakeError> {
                 "environment variable {name} is {v:?}, not a positive whole number"
             ))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    /// A service error as the SDK hands it over: code, message and the HTTP status.
+    fn service_error(status: u16, code: &str) -> SdkError<GetParameterError, Response> {
+        let meta = ErrorMetadata::builder().code(code).message("refused").build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(GetParameterError::generic(meta), raw)
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_and_status() {
+        let cases = [
+            (400, "ThrottlingException", "Retryable"),
+            (503, "RequestLimitExceeded", "Retryable"),
+            (400, "CallRateLimitExceededException", "Retryable"),
+            (500, "SomethingNew", "Retryable"),
+            (429, "SlowDown", "Retryable"),
+            (400, "AccessDeniedException", "AccessDenied"),
+            (403, "UnauthorizedOperation", "AccessDenied"),
+            (403, "AuthorizationError", "AccessDenied"),
+            (403, "AccessDenied", "AccessDenied"),
+            (400, "ResourceInUseException", "PipelineBusy"),
+            (400, "ResourceNotFoundException", "NotFound"),
+            (400, "InvalidAMIID.NotFound", "NotFound"),
+            (400, "ParameterNotFound", "NotFound"),
+            (400, "ValidationException", "AwsError"),
+        ];
+        for (status, code, want) in cases {
+            let e = classify("GetParameter", service_error(status, code));
+            assert_eq!(e.error_type(), want, "{status} {code}: {e}");
+            assert!(e.to_string().starts_with("GetParameter"), "{e}");
+        }
+        let denied = classify("GetParameter", service_error(400, "AccessDeniedException"));
+        assert!(!denied.retryable());
+        assert_eq!(denied.to_string(), "GetParameter: AccessDeniedException: refused");
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_limit_and_at_the_first_lasting_error() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let out: Result<(), _> = retry(
+            3,
+            |_| Duration::ZERO,
+            || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(BakeError::Retryable {
+                    operation: "X".into(),
+                    message: "slow down".into(),
+                })
+            },
+        )
+        .await;
+        assert!(out.unwrap_err().retryable());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let out: Result<(), _> = retry(
+            3,
+            |_| Duration::ZERO,
+            || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(BakeError::InvalidPolicy("no".into()))
+            },
+        )
+        .await;
+        assert_eq!(out.unwrap_err().error_type(), "InvalidPolicy");
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "a lasting error is not retried"
+        );
+    }
+
+    #[test]
+    fn jittered_backoff_stays_under_its_cap() {
+        for attempt in 0..20 {
+            assert!(full_jitter(attempt) <= Duration::from_millis(5_000));
+        }
+        assert!(full_jitter(0) <= Duration::from_millis(100));
     }
 }

@@ -115,6 +115,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<GateResult, BakeError
                 &ami.image_id,
                 found.as_ref(),
                 &state.bake_id,
+                &input.execution_arn,
                 &reasons,
                 gate.on_failure,
             )
@@ -293,13 +294,15 @@ fn own_amis(image: &Image, account_id: &str) -> Result<Vec<BuiltAmi>, BakeError>
 /// Tag values are at most 256 characters.
 const TAG_VALUE_MAX: usize = 256;
 
-/// The tags that mark a quarantined AMI and its snapshots.
-pub fn quarantine_tags(bake_id: &str, reasons: &[String]) -> Vec<(String, String)> {
+/// The tags that mark a quarantined AMI and its snapshots. The bake's execution tag is what the
+/// template's quarantine grant requires: the gate deregisters only what this stack's bakes tagged.
+pub fn quarantine_tags(bake_id: &str, execution_arn: &str, reasons: &[String]) -> Vec<(String, String)> {
     let reason: String = reasons.join("; ").chars().take(TAG_VALUE_MAX).collect();
     [
         ("bakery:quarantined", "true".to_owned()),
         ("bakery:quarantine-reason", reason),
         ("bakery:bake-id", bake_id.chars().take(TAG_VALUE_MAX).collect()),
+        ("bakery:execution", execution_arn.chars().take(TAG_VALUE_MAX).collect()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -370,6 +373,7 @@ async fn quarantine(
     image_id: &AmiId,
     found: Option<&Found>,
     bake_id: &str,
+    execution_arn: &str,
     reasons: &[String],
     on_failure: Quarantine,
 ) -> Result<Quarantined, BakeError> {
@@ -378,7 +382,7 @@ async fn quarantine(
             let resources: Vec<String> = std::iter::once(image_id.to_string())
                 .chain(f.snapshot_ids.clone())
                 .collect();
-            let tags = ec2_tags(&quarantine_tags(bake_id, reasons));
+            let tags = ec2_tags(&quarantine_tags(bake_id, execution_arn, reasons));
             with_retries(|| async {
                 ec2.create_tags()
                     .set_resources(Some(resources.clone()))
@@ -534,12 +538,17 @@ mod tests {
     #[test]
     fn quarantine_tags_fit_ec2_limits() {
         let reasons = vec!["1 critical findings, limit 0".to_owned(), "é".repeat(300)];
-        let tags = quarantine_tags("web-1", &reasons);
+        let tags = quarantine_tags(
+            "web-1",
+            "arn:aws:states:us-east-1:1:execution:bakery-bake:web-1",
+            &reasons,
+        );
         assert_eq!(tags[0], ("bakery:quarantined".into(), "true".into()));
         assert_eq!(tags[1].0, "bakery:quarantine-reason");
         assert!(tags[1].1.starts_with("1 critical findings, limit 0; éé"));
         assert_eq!(tags[1].1.chars().count(), 256);
         assert_eq!(tags[2], ("bakery:bake-id".into(), "web-1".into()));
+        assert_eq!(tags[3].1, "arn:aws:states:us-east-1:1:execution:bakery-bake:web-1");
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     };
     let snapshot_ids = wait_available(&ec2, &image_id).await?;
 
-    share(&ec2, &image_id, &snapshot_ids, &input.share_with, OperationType::Add).await?;
-
+    // Tagged before it is shared: the template lets the function share only what carries this
+    // stack's lineage tags.
     let resources: Vec<String> = std::iter::once(image_id.to_string())
         .chain(snapshot_ids.iter().cloned())
         .collect();
@@ -128,6 +128,8 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
             .map_err(|e| classify("CreateTags", e))
     })
     .await?;
+
+    share(&ec2, &image_id, &snapshot_ids, &input.share_with, OperationType::Add).await?;
 
     for name in &input.ssm_parameters {
         with_retries(|| async {
@@ -172,7 +174,14 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
             continue;
         };
         let snapshots = bakery_aws::images::snapshot_ids(&image);
-        share(&ec2, image_id, &snapshots, &input.share_with, OperationType::Remove).await?;
+        // Only an image this bake tagged was ever shared (it is tagged before it is shared).
+        let tagged_by_this_bake = image
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("bakery:bake-id") && t.value() == Some(input.bake_id.as_str()));
+        if tagged_by_this_bake {
+            share(&ec2, image_id, &snapshots, &input.share_with, OperationType::Remove).await?;
+        }
         let resources: Vec<String> = std::iter::once(image_id.to_string()).chain(snapshots).collect();
         let quarantine = ec2_tags(&BTreeMap::from([
             ("bakery:quarantined".to_owned(), "true".to_owned()),

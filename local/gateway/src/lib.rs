@@ -58,6 +58,8 @@ pub struct Options {
     pub account: String,
     /// Template parameter overrides.
     pub parameters: BTreeMap<String, String>,
+    /// The template to deploy: `template.yaml` in the repository by default.
+    pub template: Option<PathBuf>,
     pub phases: PhaseDurations,
 }
 
@@ -70,7 +72,9 @@ impl Options {
             stack: "bakery".into(),
             region: "us-east-1".into(),
             account: "123456789012".into(),
-            parameters: BTreeMap::new(),
+            // Deployed as the demo's world needs it: publishing to the world's regions.
+            parameters: [("PublishRegions".to_owned(), world::REGIONS.join(","))].into(),
+            template: None,
             phases: PhaseDurations::default(),
         }
     }
@@ -105,13 +109,14 @@ impl LocalAws {
         let moto_endpoint = format!("http://127.0.0.1:{moto_port}");
 
         // The parameters as a deploy sets them: defaults, overridden, and the pseudo parameters.
-        let sam = Template::parse(&std::fs::read_to_string(opts.repo.join("template.yaml"))?)?;
+        let template_path = opts.template.clone().unwrap_or_else(|| opts.repo.join("template.yaml"));
+        let sam = Template::parse(&std::fs::read_to_string(&template_path)?)?;
         let parameters = sam.parameters(&opts.parameters);
         let mut translate_with = parameters.clone();
         translate_with.insert("AWS::Region".into(), opts.region.clone());
         translate_with.insert("AWS::AccountId".into(), opts.account.clone());
         translate_with.insert("AWS::StackName".into(), opts.stack.clone());
-        let template = Template::translate(&opts.repo, &opts.repo.join("template.yaml"), &translate_with).await?;
+        let template = Template::translate(&opts.repo, &template_path, &translate_with).await?;
         let mut names = Names {
             stack: opts.stack.clone(),
             region: opts.region.clone(),

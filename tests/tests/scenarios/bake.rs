@@ -247,6 +247,52 @@ async fn scan_findings_over_the_limit_quarantine_the_image() {
     );
 }
 
+/// Low findings are not in the aggregation: the gate lists the findings (which reads Inspector's
+/// findings too), and a policy that deregisters failures leaves neither AMI nor snapshot.
+#[tokio::test]
+async fn listed_findings_fail_the_gate_and_the_failed_image_is_deregistered() {
+    let aws = aws("30").await;
+    let (mut world, release) = seeded(&aws, "web").await;
+    world.policy["gate"]["maxFindings"]["low"] = serde_json::json!(0);
+    world.policy["gate"]["onFailure"] = serde_json::json!("deregister");
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
+    let counts = gateway::FindingCounts {
+        low: 3,
+        ..Default::default()
+    };
+    aws.admin().set_scan_findings(&counts).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let m = assert_nothing_published(&aws, &world, "Gate").await;
+    let reasons = m["message"]["gate"]["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r == "3 low findings, limit 0"), "{reasons:?}");
+    assert!(
+        baked_amis(&aws, world::REGIONS[0]).await.is_empty(),
+        "the built AMI is deregistered"
+    );
+    let snapshots = ec2(&aws, world::REGIONS[0])
+        .await
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:bakery:quarantined")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        snapshots.snapshots().is_empty(),
+        "and its snapshots deleted: {snapshots:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_lost_state_change_event_is_covered_by_the_status_check() {
     let aws = aws("2").await;

@@ -3,6 +3,7 @@
 //! `cargo nextest run -p tests -E 'test(/^triggers::/)'` runs one module's tests.
 
 mod bake;
+mod iam;
 mod local_imagebuilder;
 mod local_lambda_events;
 mod local_sns;
