@@ -18,6 +18,8 @@ const PIPELINES: [(&str, Option<&str>); 3] = [
     ("web-app-hardened", Some("web-app")),
 ];
 const LIMIT: Duration = Duration::from_secs(150);
+/// How long nothing new starts after a failed bake before the demo stops waiting for the rest.
+const QUIET: Duration = Duration::from_secs(5);
 
 /// The local AWS with production's waits shortened and the SOE topic followed (template
 /// parameters, as a deploy would set them).
@@ -63,10 +65,21 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
         world::publish_release(&aws, &soe_topic, "soe-al2023 2026.11.2", &[(&aws.region, &release)]).await?;
 
     // Every pipeline's bake, started by the trigger; the last one only once web-app published.
+    // A failed bake starts nothing downstream: once every bake ended and one failed, a quiet
+    // spell ends the wait.
+    let mut settled: Option<(usize, Instant)> = None;
     let executions = loop {
         let all = world::executions(&aws).await?;
-        if all.len() >= PIPELINES.len() && all.iter().all(|e| e.status != "RUNNING") {
+        let ended = all.iter().all(|e| e.status != "RUNNING");
+        if all.len() >= PIPELINES.len() && ended {
             break all;
+        }
+        if ended && all.iter().any(|e| e.status != "SUCCEEDED") {
+            match settled {
+                Some((n, since)) if n == all.len() && since.elapsed() > QUIET => break all,
+                Some((n, _)) if n == all.len() => {}
+                _ => settled = Some((all.len(), Instant::now())),
+            }
         }
         if t0.elapsed() > LIMIT {
             return Err(format!(
@@ -123,6 +136,14 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
         Duration::from_secs(10),
     )
     .await?;
+    // What IAM refused, as the local AWS logged it.
+    let denials: Vec<Value> = aws
+        .admin()
+        .denials()
+        .await?
+        .into_iter()
+        .map(|d| json!({"function": d["function"], "principal": d["principal"], "action": d["action"], "resource": d["resource"]}))
+        .collect();
     let status = if bakes.len() == PIPELINES.len() && bakes.iter().all(|b| b["status"] == "SUCCEEDED") {
         "SUCCEEDED"
     } else {
@@ -143,6 +164,7 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
         "amis": first["amis"],
         "notification": first_notification,
         "notifications": notifications,
+        "denials": denials,
         "elapsedMs": t0.elapsed().as_millis(),
     }))
 }
@@ -221,6 +243,36 @@ pub fn render(r: &Value) -> String {
                 "      ssm {} = {}",
                 s(&a["parameter"]["name"]),
                 a["parameter"]["value"]
+            ));
+        }
+    }
+    let denials: Vec<&Value> = r["denials"].as_array().into_iter().flatten().collect();
+    if !denials.is_empty() {
+        line(String::new());
+        line("refused by IAM (the local AWS enforces the template's permissions)".into());
+        for d in &denials {
+            let who = d["function"].as_str().or(d["principal"].as_str()).unwrap_or("?");
+            line(format!(
+                "  AccessDenied: {who} may not {} on {}",
+                s(&d["action"]),
+                s(&d["resource"])
+            ));
+        }
+    }
+    for b in bakes.iter().filter(|b| b["status"] != "SUCCEEDED") {
+        let failure = r["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["message"]["executionArn"] == b["executionArn"])
+            .map(|n| &n["message"]["failure"]);
+        if let Some(f) = failure {
+            line(format!(
+                "  {} failed at {}: {}: {}",
+                s(&b["pipeline"]),
+                s(&f["step"]),
+                s(&f["error"]),
+                s(&f["cause"])
             ));
         }
     }

@@ -75,11 +75,22 @@ enum LocalCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Check policy documents; every error is listed with its path.
+    /// Check policy documents; every error is listed with its path. Besides the schema, a policy
+    /// must ask only for what the stack's template parameters let it do (regions, parameter
+    /// paths, topics): pass the parameters the stack is deployed with.
     Validate {
         /// Policy files; `-` reads standard input.
         #[arg(required = true)]
         files: Vec<String>,
+        /// The stack's template (template.yaml of the repository by default).
+        #[arg(long)]
+        template: Option<std::path::PathBuf>,
+        /// The stack's name (its publication topic is `<stack>-publications`).
+        #[arg(long, default_value = "bakery")]
+        stack: String,
+        /// A template parameter as the stack is deployed with it, e.g. `PublishRegions=us-east-1,eu-west-1`.
+        #[arg(long = "parameter", value_name = "KEY=VALUE")]
+        parameters: Vec<String>,
     },
     /// Print the policy's JSON schema.
     Schema,
@@ -128,10 +139,12 @@ fn classify_file(file: &str) -> Outcome {
     }
 }
 
-fn validate_files(files: &[String]) -> Outcome {
+fn validate_files(files: &[String], stack: &StackParameters) -> Outcome {
     let mut outcome = Outcome::default();
     for file in files {
-        match read_input(file).map(|text| Policy::parse(&text)) {
+        let checked =
+            read_input(file).map(|text| Policy::parse(&text).and_then(|p| stack.grants(&p).check(&p).map(|()| p)));
+        match checked {
             Ok(Ok(p)) => outcome
                 .out
                 .push_str(&format!("{file}: valid policy for {}\n", p.pipeline_arn)),
@@ -140,6 +153,65 @@ fn validate_files(files: &[String]) -> Outcome {
         }
     }
     outcome
+}
+
+/// The stack's template parameters: the template's defaults, overridden as deployed.
+struct StackParameters {
+    stack: String,
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl StackParameters {
+    fn read(template: Option<std::path::PathBuf>, stack: String, overrides: &[String]) -> Result<Self, String> {
+        let path = template
+            .unwrap_or_else(|| gateway::repo_root(&std::env::current_dir().unwrap_or_default()).join("template.yaml"));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "policy validate: {}: {e} (give the stack's template with --template)",
+                path.display()
+            )
+        })?;
+        let t = gateway::template::Template::parse(&text)
+            .map_err(|e| format!("policy validate: {}: {e}", path.display()))?;
+        let mut given = std::collections::BTreeMap::new();
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| format!("policy validate: --parameter {o}: not KEY=VALUE"))?;
+            if t.root.pointer(&format!("/Parameters/{k}")).is_none() {
+                return Err(format!(
+                    "policy validate: --parameter {k}: the template has no such parameter"
+                ));
+            }
+            given.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(Self {
+            stack,
+            values: t.parameters(&given),
+        })
+    }
+
+    /// What the stack may do for `policy` (its pipeline's region and account are the stack's).
+    fn grants(&self, policy: &Policy) -> bakery_core::grants::StackGrants {
+        use bakery_core::grants::StackGrants;
+        let parts: Vec<&str> = policy.pipeline_arn.split(':').collect();
+        let (region, account) = (
+            parts.get(3).copied().unwrap_or_default(),
+            parts.get(4).copied().unwrap_or_default(),
+        );
+        let value = |k: &str| self.values.get(k).cloned().unwrap_or_default();
+        let mut publish_regions = StackGrants::list(&value("PublishRegions"));
+        if publish_regions.is_empty() {
+            publish_regions.push(region.to_owned());
+        }
+        StackGrants {
+            policy_prefix: value("PolicyPrefix"),
+            published_parameter_prefix: value("PublishedParameterPrefix"),
+            publication_topic: format!("arn:aws:sns:{region}:{account}:{}-publications", self.stack),
+            notify_topics: StackGrants::list(&value("NotifyTopicArns")),
+            publish_regions,
+        }
+    }
 }
 
 /// Runs the local AWS until Ctrl-C or SIGTERM; dropping it stops moto and every function process.
@@ -190,10 +262,18 @@ async fn run_demo(json: bool, repo: Option<std::path::PathBuf>) -> Outcome {
             } else {
                 demo::render(&report)
             };
-            let problems = match report["status"].as_str() {
+            let mut problems = match report["status"].as_str() {
                 Some("SUCCEEDED") => Vec::new(),
                 other => vec![format!("demo: the bakes ended {}", other.unwrap_or("without a status"))],
             };
+            for d in report["denials"].as_array().into_iter().flatten() {
+                let who = d["function"].as_str().or(d["principal"].as_str()).unwrap_or("?");
+                problems.push(format!(
+                    "demo: AccessDenied: {who} may not {} on {}",
+                    d["action"].as_str().unwrap_or("?"),
+                    d["resource"].as_str().unwrap_or("?")
+                ));
+            }
             Outcome { out, problems }
         }
         Err(e) => Outcome::problem(format!("demo: {e}")),
@@ -211,8 +291,17 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Classify { file } => classify_file(&file),
         Command::Policy {
-            command: PolicyCommand::Validate { files },
-        } => validate_files(&files),
+            command:
+                PolicyCommand::Validate {
+                    files,
+                    template,
+                    stack,
+                    parameters,
+                },
+        } => match StackParameters::read(template, stack, &parameters) {
+            Ok(stack) => validate_files(&files, &stack),
+            Err(e) => Outcome::problem(e),
+        },
         Command::Policy {
             command: PolicyCommand::Schema,
         } => Outcome {

@@ -114,6 +114,8 @@ fn policy_validate_lists_every_error() {
         &[
             "policy",
             "validate",
+            "--parameter",
+            "PublishRegions=us-east-1,eu-west-1,ap-southeast-2",
             "schema/examples/web-app.json",
             "schema/examples/minimal.json",
         ],
@@ -134,6 +136,61 @@ fn policy_validate_lists_every_error() {
     let stdin = bakery(&["policy", "validate", "-"], b"{\"schemaVersion\": 1}");
     assert_eq!(stdin.status.code(), Some(2));
     assert!(text(&stdin.stderr).contains("-: pipelineArn: missing"));
+}
+
+/// A policy that asks for more than the stack's parameters grant is refused before any bake,
+/// naming the template parameter to change.
+#[test]
+fn policy_validate_refuses_what_the_stack_may_not_do() {
+    let policy = std::fs::read_to_string(root().join("schema/examples/web-app.json")).unwrap();
+    let out = bakery(&["policy", "validate", "-"], policy.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("-: publish.regions[1].region: the stack may not publish to eu-west-1"),
+        "{err}"
+    );
+    assert!(err.contains("template parameter PublishRegions"), "{err}");
+
+    let elsewhere = policy
+        .replace("/bakery/web-app/latest", "/team/web-app/latest")
+        .replace("111122223333:bakery-publications", "111122223333:team-announcements");
+    let args = [
+        "policy",
+        "validate",
+        "--parameter",
+        "PublishRegions=us-east-1,eu-west-1,ap-southeast-2",
+        "-",
+    ];
+    let err = text(&bakery(&args, elsewhere.as_bytes()).stderr);
+    assert!(
+        err.contains("publish.ssmParameters[0]") && err.contains("template parameter PublishedParameterPrefix"),
+        "{err}"
+    );
+    assert!(
+        err.contains("notify.topicArn") && err.contains("template parameter NotifyTopicArns"),
+        "{err}"
+    );
+
+    let granted = [
+        "policy",
+        "validate",
+        "--parameter",
+        "PublishRegions=us-east-1,eu-west-1,ap-southeast-2",
+        "--parameter",
+        "PublishedParameterPrefix=/team/",
+        "--parameter",
+        "NotifyTopicArns=arn:aws:sns:us-east-1:111122223333:team-announcements",
+        "-",
+    ];
+    let ok = bakery(&granted, elsewhere.as_bytes());
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+
+    let typo = bakery(
+        &["policy", "validate", "--parameter", "PublishRegion=x", "-"],
+        policy.as_bytes(),
+    );
+    assert!(text(&typo.stderr).contains("no such parameter"));
 }
 
 #[test]
@@ -231,4 +288,54 @@ fn local_up_serves_until_interrupted_and_stops_everything() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(TcpStream::connect(&gateway).is_err(), "the gateway is down");
     assert!(TcpStream::connect(&moto).is_err(), "moto was stopped too");
+}
+
+/// `bakery demo --json`: the SOE release ripples through every pipeline on the local AWS, under
+/// the template's permissions.
+#[test]
+fn the_demo_bakes_every_pipeline() {
+    let out = bakery(&["demo", "--json"], b"");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "SUCCEEDED");
+    assert_eq!(report["bakes"].as_array().unwrap().len(), 3);
+    assert_eq!(report["denials"], serde_json::json!([]), "nothing was refused");
+}
+
+/// The same demo on a copy of the repository whose template lacks ec2:CopyImage: the bakes fail
+/// at publishing, and the demo says who was refused what.
+#[test]
+fn the_demo_on_a_template_without_copy_image_names_the_refusal() {
+    let repo = root().canonicalize().unwrap();
+    let copy = std::env::temp_dir().join(format!("bakery-demo-copy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for shared in ["statemachine", "local", "target", ".venv", ".venv-tools"] {
+        std::os::unix::fs::symlink(repo.join(shared), copy.join(shared)).unwrap();
+    }
+    let template = std::fs::read_to_string(repo.join("template.yaml")).unwrap();
+    let grant = "Action: [ec2:CopyImage, ec2:CreateTags]";
+    assert!(
+        template.contains(grant),
+        "the template's copy grant moved: update this test"
+    );
+    std::fs::write(
+        copy.join("template.yaml"),
+        template.replace(grant, "Action: [ec2:CreateTags]"),
+    )
+    .unwrap();
+
+    let out = bakery(&["demo", "--repo", copy.to_str().unwrap()], b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("AccessDenied") && stdout.contains("ec2:CopyImage"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("AccessDenied: bakery-PublishRegionFunction may not ec2:CopyImage"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&copy);
 }

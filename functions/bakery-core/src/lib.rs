@@ -4,6 +4,7 @@
 pub mod bake;
 pub mod classify;
 pub mod fanout;
+pub mod grants;
 pub mod ids;
 pub mod imagebuilder;
 pub mod policy;

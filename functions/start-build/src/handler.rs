@@ -14,6 +14,8 @@ pub struct Deps {
     pub ib: aws_sdk_imagebuilder::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub policy_prefix: String,
+    /// What the stack's template parameters let the bake do.
+    pub grants: bakery_core::grants::StackGrants,
 }
 
 /// How many recipe versions past the current one to try when another bake took the next.
@@ -46,6 +48,11 @@ pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeE
             policy.pipeline_arn, req.pipeline_arn
         )));
     }
+    // Before anything is built: a policy the stack may not carry out would fail only after its
+    // AMIs were shared.
+    deps.grants
+        .check(&policy)
+        .map_err(|e| BakeError::InvalidPolicy(format!("{pipeline_name}: {}", e.to_string().replace('\n', "; "))))?;
 
     let pipeline = get_pipeline(&deps.ib, &req.pipeline_arn).await?;
     let current_arn = pipeline.image_recipe_arn.clone().ok_or_else(|| {

@@ -293,6 +293,31 @@ async fn listed_findings_fail_the_gate_and_the_failed_image_is_deregistered() {
     );
 }
 
+/// A policy naming a parameter outside PublishedParameterPrefix passes the schema, but publish-region
+/// could not write it: start-build refuses it before anything is built, naming the parameter.
+#[tokio::test]
+async fn a_policy_asking_more_than_the_stack_grants_is_refused_before_anything_is_built() {
+    let aws = aws("30").await;
+    let (mut world, release) = seeded(&aws, "web").await;
+    world.policy["publish"]["ssmParameters"] = serde_json::json!(["/elsewhere/web/latest"]);
+    world::put_policy(&aws, &world.pipeline_name, &world.policy).await.unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let m = assert_nothing_published(&aws, &world, "StartBuild").await;
+    assert_eq!(m["message"]["failure"]["error"], "InvalidPolicy");
+    let cause = m["message"]["failure"]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("publish.ssmParameters[0]") && cause.contains("template parameter PublishedParameterPrefix"),
+        "{cause}"
+    );
+    assert!(baked_amis(&aws, world::REGIONS[0]).await.is_empty(), "nothing was built");
+    let ib = aws_sdk_imagebuilder::Client::new(&aws.sdk_config(&aws.region).await);
+    let recipes = ib.list_image_recipes().send().await.unwrap();
+    assert_eq!(recipes.image_recipe_summary_list().len(), 1, "no new recipe version");
+}
+
 #[tokio::test]
 async fn a_lost_state_change_event_is_covered_by_the_status_check() {
     let aws = aws("2").await;
