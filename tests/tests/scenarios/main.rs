@@ -7,5 +7,6 @@ mod iam;
 mod local_imagebuilder;
 mod local_lambda_events;
 mod local_sns;
+mod package;
 mod template;
 mod triggers;
