@@ -10,16 +10,23 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub struct Ec2Backend {
     moto: String,
+    account: String,
     events: UnboundedSender<serde_json::Value>,
 }
 
 impl Ec2Backend {
-    pub fn new(moto: String, events: UnboundedSender<serde_json::Value>) -> Self {
-        Self { moto, events }
+    pub fn new(moto: String, account: String, events: UnboundedSender<serde_json::Value>) -> Self {
+        Self { moto, account, events }
     }
 
     async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&crate::sdk_config(&self.moto, region).await)
+    }
+
+    /// EC2 tells the account's bus of the new image (moto's images are available at once).
+    async fn image_available(&self, region: &str, image_id: &str) {
+        let event = crate::service_events::ami_state_change(&self.account, region, image_id, "available");
+        let _ = self.events.send(event);
     }
 }
 
@@ -65,7 +72,9 @@ impl Backend for Ec2Backend {
             .map_err(|e| format!("CreateImage: {}", e.into_service_error()))?;
         // The build instance goes away, as Image Builder's does.
         let _ = ec2.terminate_instances().instance_ids(instance).send().await;
-        image.image_id.ok_or_else(|| "CreateImage returned no image id".into())
+        let id = image.image_id.ok_or("CreateImage returned no image id")?;
+        self.image_available(&req.region, &id).await;
+        Ok(id)
     }
 
     async fn copy_ami(
@@ -86,6 +95,7 @@ impl Backend for Ec2Backend {
             .await
             .map_err(|e| format!("CopyImage to {dest_region}: {}", e.into_service_error()))?;
         let id = copy.image_id.ok_or("CopyImage returned no image id")?;
+        self.image_available(dest_region, &id).await;
         if !tags_to_add.is_empty() {
             ec2.create_tags()
                 .resources(&id)

@@ -183,10 +183,39 @@ impl Gateway {
                 response(r.status, &headers, r.body)
             }
             "events" if operation == "PutEvents" => self.put_events_api(&body).await,
+            "ssm"
+                if matches!(
+                    operation.as_str(),
+                    "PutParameter" | "DeleteParameter" | "DeleteParameters" | "LabelParameterVersion"
+                ) =>
+            {
+                self.parameter_change(parts, body, &call).await
+            }
+            "ec2"
+                if matches!(
+                    operation.as_str(),
+                    "CreateImage" | "RegisterImage" | "CopyImage" | "DeregisterImage" | "DisableImage" | "EnableImage"
+                ) =>
+            {
+                self.image_change(parts, body, &call).await
+            }
             "ec2" if operation == "EnableImageDeprecation" || operation == "DisableImageDeprecation" => {
                 self.image_deprecation(&operation, &query, &body)
             }
             "ec2" if operation == "GetAllowedImagesSettings" => self.allowed_images_settings(&query, &body),
+            "ec2" if operation == "DescribeImages" => self.describe_images(parts, body, &call).await,
+            "ec2" if operation == "RunInstances" => match call.form.get("ImageId") {
+                // moto launches any image id; EC2 only one the caller owns or may launch.
+                Some(image) if !self.image_launchable(&call.region, &call.account, image).await => response(
+                    400,
+                    &[("Content-Type", "text/xml")],
+                    ec2_error(
+                        "InvalidAMIID.NotFound",
+                        &format!("The image id '[{image}]' does not exist"),
+                    ),
+                ),
+                _ => self.proxy(parts, body).await,
+            },
             "sns" if operation == "Publish" || operation == "PublishBatch" => {
                 self.publish(parts, body, &operation, &query).await
             }
@@ -454,6 +483,14 @@ impl Gateway {
         let mut results = Vec::new();
         let mut failed = 0;
         for e in req.entries {
+            if e.source
+                .as_deref()
+                .is_some_and(|s| !crate::service_events::source_allowed(s))
+            {
+                failed += 1;
+                results.push(json!({"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."}));
+                continue;
+            }
             let detail = e.detail.as_deref().map(serde_json::from_str::<Value>);
             match (e.source, e.detail_type, detail) {
                 (Some(source), Some(detail_type), Some(Ok(detail))) if detail.is_object() => {
@@ -482,23 +519,139 @@ impl Gateway {
         detail: Value,
         time: chrono::DateTime<chrono::Utc>,
     ) -> Value {
-        json!({
-            "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": detail_type,
-            "source": source,
-            "account": self.account,
-            "time": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "region": self.region,
-            "resources": resources,
-            "detail": detail,
-        })
+        let mut e =
+            crate::service_events::envelope(&self.account, &self.region, source, detail_type, resources, detail);
+        e["time"] = json!(time.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        e
     }
 
-    /// Puts one event on the local bus: every matching rule invokes its function asynchronously.
+    /// A Parameter Store call as moto answers it, then the Parameter Store Change it makes.
+    async fn parameter_change(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        call: &crate::iam::requests::Call,
+    ) -> Response<Body> {
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return answer;
+        }
+        let (head, answer) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let answered: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        for event in crate::service_events::parameter_changes(
+            &call.operation,
+            &call.account,
+            &call.region,
+            &call.json,
+            &answered,
+        ) {
+            self.deliver(event);
+        }
+        Response::from_parts(head, full(bytes))
+    }
+
+    /// DescribeImages: the caller's own images as moto answers, and what other accounts made
+    /// public or shared with it.
+    async fn describe_images(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        call: &crate::iam::requests::Call,
+    ) -> Response<Body> {
+        let answer = self.proxy(parts, body).await;
+        let status = answer.status();
+        let (head, answer) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let own = String::from_utf8_lossy(&bytes).into_owned();
+        let not_found = own.contains("InvalidAMIID.NotFound");
+        if !status.is_success() && !not_found {
+            return Response::from_parts(head, full(bytes));
+        }
+        let own = if status.is_success() {
+            crate::shared_images::own_filtered(&own, &call.form, &call.account)
+        } else {
+            own
+        };
+        let others = self.iam.accounts();
+        let extra = crate::shared_images::visible_from_others(
+            self.iam.moto(),
+            &call.region,
+            &call.account,
+            &others,
+            &call.form,
+        )
+        .await;
+        if extra.is_empty() {
+            let mut head = head;
+            head.headers.remove(hyper::header::CONTENT_LENGTH);
+            return Response::from_parts(head, full(own));
+        }
+        let xml = crate::shared_images::merged(status.is_success().then_some(own.as_str()), &extra);
+        response(200, &[("Content-Type", "text/xml")], xml)
+    }
+
+    /// Whether `caller` may launch `image_id` in `region`: its own, public, or shared with it.
+    async fn image_launchable(&self, region: &str, caller: &str, image_id: &str) -> bool {
+        let params = [
+            ("Action", "DescribeImages"),
+            ("Version", "2016-11-15"),
+            ("ImageId.1", image_id),
+        ];
+        let own = self.iam.moto().query_ec2(region, caller, &params).await;
+        if own.is_ok_and(|xml| !crate::shared_images::image_items(&xml).is_empty()) {
+            return true;
+        }
+        let form = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        !crate::shared_images::visible_from_others(self.iam.moto(), region, caller, &self.iam.accounts(), &form)
+            .await
+            .is_empty()
+    }
+
+    /// An EC2 image call as moto answers it, then the EC2 AMI State Change it makes.
+    async fn image_change(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        call: &crate::iam::requests::Call,
+    ) -> Response<Body> {
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return answer;
+        }
+        let (head, answer) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let image = call.form.get("ImageId").map(String::as_str);
+        if let Some((id, state)) =
+            crate::service_events::image_change(&call.operation, image, &String::from_utf8_lossy(&bytes))
+        {
+            self.deliver(crate::service_events::ami_state_change(
+                &call.account,
+                &call.region,
+                &id,
+                state,
+            ));
+        }
+        Response::from_parts(head, full(bytes))
+    }
+
+    /// Puts one event on its account's bus in its region: every matching rule of the stack
+    /// (whose bus is its own account's, in its region) invokes its function asynchronously.
     pub fn deliver(self: &Arc<Self>, event: Value) {
         if let Ok(mut log) = self.events.lock() {
             log.push(event.clone());
+        }
+        if event["account"] != self.account.as_str() || event["region"] != self.region.as_str() {
+            return;
         }
         let payload = Bytes::from(event.to_string());
         for rule in self.rules.iter().filter(|r| pattern::matches(&r.pattern, &event)) {

@@ -15,6 +15,8 @@ pub mod lambda;
 pub mod moto;
 pub mod pattern;
 mod process;
+pub mod service_events;
+mod shared_images;
 pub mod sns;
 pub mod template;
 pub mod world;
@@ -144,7 +146,11 @@ impl LocalAws {
         };
         let lambdas = lambda::Lambdas::new(functions, host);
         let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let backend = Arc::new(backend::Ec2Backend::new(moto_endpoint.clone(), events_tx));
+        let backend = Arc::new(backend::Ec2Backend::new(
+            moto_endpoint.clone(),
+            opts.account.clone(),
+            events_tx,
+        ));
         let emulator = imagebuilder_emulator::Emulator::new(
             imagebuilder_emulator::EmulatorConfig {
                 account_id: opts.account.clone(),

@@ -221,6 +221,7 @@ pub async fn create_pipeline(
         .semantic_version("1.0.0")
         .parent_image(parent)
         .working_directory("/tmp")
+        .tags("Team", "platform")
         .components(ok(
             "Component",
             ComponentConfiguration::builder().set_component_arn(component).build(),

@@ -300,7 +300,9 @@ async fn a_policy_asking_more_than_the_stack_grants_is_refused_before_anything_i
     let aws = aws("30").await;
     let (mut world, release) = seeded(&aws, "web").await;
     world.policy["publish"]["ssmParameters"] = serde_json::json!(["/elsewhere/web/latest"]);
-    world::put_policy(&aws, &world.pipeline_name, &world.policy).await.unwrap();
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
     let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
         .await
         .unwrap();
@@ -312,7 +314,10 @@ async fn a_policy_asking_more_than_the_stack_grants_is_refused_before_anything_i
         cause.contains("publish.ssmParameters[0]") && cause.contains("template parameter PublishedParameterPrefix"),
         "{cause}"
     );
-    assert!(baked_amis(&aws, world::REGIONS[0]).await.is_empty(), "nothing was built");
+    assert!(
+        baked_amis(&aws, world::REGIONS[0]).await.is_empty(),
+        "nothing was built"
+    );
     let ib = aws_sdk_imagebuilder::Client::new(&aws.sdk_config(&aws.region).await);
     let recipes = ib.list_image_recipes().send().await.unwrap();
     assert_eq!(recipes.image_recipe_summary_list().len(), 1, "no new recipe version");

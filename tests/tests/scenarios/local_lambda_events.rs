@@ -63,36 +63,51 @@ async fn invoke_runs_the_function_binary_and_reports_its_typed_error() {
     assert!(missing.into_service_error().is_resource_not_found_exception());
 }
 
+/// EC2 puts its own AMI State Change events on the bus (nobody else may put `aws.*` events):
+/// an image made available reaches the trigger by the template's rule, a deregistration is
+/// filtered by the rule's pattern, and a malformed custom event fails, is retried, and waits in
+/// the dead-letter queue.
 #[tokio::test]
 async fn eventbridge_delivers_by_the_template_rules_and_dead_letters_failures() {
     let aws = local_aws().await;
     let events = aws_sdk_eventbridge::Client::new(&aws.sdk_config("us-east-1").await);
-    let put = |event: Value| {
+    let put = |source: &str, detail_type: &str, detail: Value| {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source(source)
+            .detail_type(detail_type)
+            .detail(detail.to_string())
+            .build();
         let events = events.clone();
-        async move {
-            let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source(event["source"].as_str().unwrap())
-                .detail_type(event["detail-type"].as_str().unwrap())
-                .detail(event["detail"].to_string())
-                .set_resources(serde_json::from_value(event["resources"].clone()).ok())
-                .build();
-            let out = events.put_events().entries(entry).send().await.unwrap();
-            assert_eq!(out.failed_entry_count, 0);
-        }
+        async move { events.put_events().entries(entry).send().await.unwrap() }
     };
-    // Matches the AmiAvailable rule (State: available) → the trigger function classifies it.
-    let available: Value = serde_json::from_str(&fixture("eventbridge/ami-state-change-available.json")).unwrap();
-    put(available).await;
-    // Filtered out by the rule's pattern: no invocation.
-    let deregistered: Value = serde_json::from_str(&fixture("eventbridge/ami-state-change-deregistered.json")).unwrap();
-    put(deregistered).await;
+    // A service's source is the service's: PutEvents refuses it.
+    let forged: Value = serde_json::from_str(&fixture("eventbridge/ami-state-change-available.json")).unwrap();
+    let refused = put("aws.ec2", "EC2 AMI State Change", forged["detail"].clone()).await;
+    assert_eq!(refused.failed_entry_count, 1);
+    assert_eq!(
+        refused.entries()[0].error_code(),
+        Some("NotAuthorizedForSourceException")
+    );
+
+    // EC2 itself: a new image (available) matches AmiAvailable; its deregistration does not.
+    let image = gateway::world::register_ami(&aws, "soe-al2023-2026.11.9")
+        .await
+        .unwrap();
+    aws_sdk_ec2::Client::new(&aws.sdk_config("us-east-1").await)
+        .deregister_image()
+        .image_id(&image)
+        .send()
+        .await
+        .unwrap();
     // Matches BakeRequested, but is malformed: the function fails, Lambda retries twice, then the DLQ.
-    put(
-        json!({"source": "bakery", "detail-type": "Bake Requested", "resources": [],
-               "detail": {"pipelineArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web",
-                          "sourceAmi": {"name": "soe-al2023-*", "region": "us-east-1"}}}),
+    let ok = put(
+        "bakery",
+        "Bake Requested",
+        json!({"pipelineArn": "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web",
+               "sourceAmi": {"name": "soe-al2023-*", "region": "us-east-1"}}),
     )
     .await;
+    assert_eq!(ok.failed_entry_count, 0);
 
     let admin = aws.admin();
     let invocations = eventually("the trigger's invocations", Duration::from_secs(20), || async {
@@ -103,10 +118,25 @@ async fn eventbridge_delivers_by_the_template_rules_and_dead_letters_failures() 
     let bakes: Vec<&Value> = invocations.iter().filter(|i| i["status"] == "success").collect();
     assert_eq!(bakes.len(), 1, "{invocations:#?}");
     assert_eq!(bakes[0]["response"]["action"], "bake");
-    assert_eq!(bakes[0]["request"]["detail"]["ImageId"], "ami-0abcdef1234567890");
+    assert_eq!(bakes[0]["request"]["source"], "aws.ec2");
+    assert_eq!(bakes[0]["request"]["detail"]["ImageId"], image.as_str());
+    assert_eq!(bakes[0]["request"]["detail"]["State"], "available");
     let failures: Vec<&Value> = invocations.iter().filter(|i| i["status"] == "error").collect();
     assert_eq!(failures.len(), 3, "one attempt and two retries: {invocations:#?}");
     assert!(failures.iter().all(|f| f["response"]["errorType"] == "MalformedEvent"));
+    let on_bus: Vec<Value> = admin
+        .events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["source"] == "aws.ec2")
+        .map(|e| e["detail"]["State"].clone())
+        .collect();
+    assert_eq!(
+        on_bus,
+        [json!("available"), json!("deregistered")],
+        "EC2's own events, forged one refused"
+    );
 
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk_config("us-east-1").await);
     let dlq = aws.resource("TriggerDeadLetterQueue").unwrap().to_owned();

@@ -2,6 +2,7 @@
 //! one binary instead of six is minutes less linking and hundreds of megabytes less disk.
 //! `cargo nextest run -p tests -E 'test(/^triggers::/)'` runs one module's tests.
 
+mod accounts;
 mod bake;
 mod iam;
 mod local_imagebuilder;

@@ -55,7 +55,9 @@ async fn executions(aws: &LocalAws, want: usize) -> Vec<Execution> {
     .await
 }
 
-/// The trigger's completed invocations (asynchronous ones, as the gateway logs them).
+/// The trigger's completed invocations (asynchronous ones, as the gateway logs them), but for
+/// the service events the world's own images and parameters put on the bus (AMI State Change,
+/// Image Builder, Parameter Store Change).
 async fn trigger_results(aws: &LocalAws, want: usize) -> Vec<Value> {
     let function = aws.resource("TriggerFunction").unwrap().to_owned();
     eventually(&format!("{want} trigger invocation(s)"), SETTLE, || async {
@@ -66,6 +68,12 @@ async fn trigger_results(aws: &LocalAws, want: usize) -> Vec<Value> {
             .ok()?
             .into_iter()
             .filter(|i| i["function"] == function.as_str() && i["status"] == "success")
+            .filter(|i| {
+                !matches!(
+                    i["request"]["source"].as_str(),
+                    Some("aws.ec2" | "aws.imagebuilder" | "aws.ssm")
+                )
+            })
             .map(|i| i["response"].clone())
             .collect();
         (all.len() >= want).then_some(all)
@@ -204,6 +212,70 @@ async fn attacker_ec2(aws: &LocalAws, account: &str) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(&sdk)
 }
 
+/// An AMI registered in `account` (a real second account: STS AssumeRole) and launchable by
+/// `with`: everyone (public), or one account.
+async fn ami_of(aws: &LocalAws, account: &str, name: &str, with: aws_sdk_ec2::types::LaunchPermission) -> String {
+    let ec2 = attacker_ec2(aws, account).await;
+    let id = world::register_ami_with(&ec2, name).await.unwrap();
+    ec2.modify_image_attribute()
+        .image_id(&id)
+        .launch_permission(
+            aws_sdk_ec2::types::LaunchPermissionModifications::builder()
+                .add(with)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    id
+}
+
+async fn public_ami(aws: &LocalAws, account: &str, name: &str) -> String {
+    let everyone = aws_sdk_ec2::types::LaunchPermission::builder()
+        .group(aws_sdk_ec2::types::PermissionGroup::All)
+        .build();
+    ami_of(aws, account, name, everyone).await
+}
+
+/// An AMI of `account` shared with this stack's account.
+async fn shared_ami(aws: &LocalAws, account: &str, name: &str) -> String {
+    let us = aws_sdk_ec2::types::LaunchPermission::builder()
+        .user_id(&aws.account)
+        .build();
+    ami_of(aws, account, name, us).await
+}
+
+/// Both owners are trusted, but the release says the AMI is the SOE account's while EC2 says
+/// it is the partner's: the claimed owner and the real one differ, and nothing starts.
+#[tokio::test]
+async fn a_release_claiming_another_owner_than_ec2_reports_is_refused() {
+    let aws = aws().await;
+    let (topic, base) = soe(&aws).await;
+    let partner = "555566667777";
+    let mut sources = soe_sources(&aws);
+    sources["amis"] = json!([]);
+    let world = world::seed_on(&aws, "web", &base, sources).await.unwrap();
+    amend_policy(&aws, &world, |p| p["trustedOwners"] = json!([aws.account, partner])).await;
+
+    let theirs = public_ami(&aws, partner, "soe-al2023-2026.11.2").await;
+    // The release message (accountId: this account) names the partner's image.
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &theirs)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    assert_eq!(out["refused"][0]["imageId"], theirs.as_str(), "{out}");
+    assert_eq!(out["refused"][0]["errorType"], "SourceNotTrusted", "{out}");
+    let reason = out["refused"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "announced as owned by {} but is owned by {partner}",
+            aws.account
+        )),
+        "refused by the owner comparison: {out}"
+    );
+    assert!(world::executions(&aws).await.unwrap().is_empty(), "nothing started");
+}
+
 #[tokio::test]
 async fn an_attacker_ami_with_the_trusted_name_is_never_chosen() {
     let aws = aws().await;
@@ -215,20 +287,27 @@ async fn an_attacker_ami_with_the_trusted_name_is_never_chosen() {
     });
     world::seed_on(&aws, "web", &base, family).await.unwrap();
 
-    // The attacker's copy of the SOE name, newer than any real release, in their own account.
+    // The attacker's copy of the SOE name, newer than any real release, made public in their
+    // own account: the whoAMI trap. A lookup by name alone finds it.
     let attacker = "444455556666";
-    let evil = world::register_ami_with(&attacker_ec2(&aws, attacker).await, "soe-al2023-2026.12.9")
-        .await
-        .unwrap();
-    let evil_owner = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await)
+    let evil = public_ami(&aws, attacker, "soe-al2023-2026.12.9").await;
+    let ours = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await);
+    let by_name = ours
         .describe_images()
-        .image_ids(&evil)
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("name")
+                .values("soe-al2023-*")
+                .build(),
+        )
         .send()
         .await
-        .map(|o| o.images().first().and_then(|i| i.owner_id().map(str::to_owned)));
-    assert!(
-        !matches!(&evil_owner, Ok(Some(o)) if o == &aws.account),
-        "the attacker's AMI must not be ours"
+        .unwrap();
+    let evil_seen = by_name.images().iter().find(|i| i.image_id() == Some(evil.as_str()));
+    assert_eq!(
+        evil_seen.and_then(|i| i.owner_id()),
+        Some(attacker),
+        "the public look-alike is visible here, as on AWS, and not ours"
     );
 
     // 1. A release message naming the attacker's AMI and claiming the trusted account.
@@ -257,14 +336,18 @@ async fn an_attacker_ami_with_the_trusted_name_is_never_chosen() {
 }
 
 #[tokio::test]
+/// The SOE team's account shares its AMIs with this one. Their AMI State Change events stay on
+/// their account's bus: the nightly schedule is how this stack learns of a new base.
 async fn a_schedule_bakes_only_when_the_base_changed() {
     let aws = aws().await;
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await.unwrap();
+    let soe_account = "777788889999";
+    let base = shared_ami(&aws, soe_account, "soe-al2023-2026.11.1").await;
     let nightly = json!({
-        "amis": [{"owner": aws.account, "namePattern": "soe-al2023-*"}],
+        "amis": [{"owner": soe_account, "namePattern": "soe-al2023-*"}],
         "schedules": [{"name": "bakery-nightly", "rebuild": "ifBaseChanged"}]
     });
-    world::seed_on(&aws, "web", &base, nightly).await.unwrap();
+    let world = world::seed_on(&aws, "web", &base, nightly).await.unwrap();
+    amend_policy(&aws, &world, |p| p["trustedOwners"] = json!([soe_account])).await;
 
     // The recipe is built on the newest base already: nothing to do.
     aws.admin().fire_schedule("bakery-nightly").await.unwrap();
@@ -274,7 +357,7 @@ async fn a_schedule_bakes_only_when_the_base_changed() {
     assert!(world::executions(&aws).await.unwrap().is_empty());
 
     // A new base: the next firing bakes on it.
-    let newer = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    let newer = shared_ami(&aws, soe_account, "soe-al2023-2026.11.2").await;
     aws.admin().fire_schedule("bakery-nightly").await.unwrap();
     let all = executions(&aws, 1).await;
     assert_eq!(all.len(), 1);
@@ -523,20 +606,7 @@ async fn a_base_parameter_update_bakes_the_pipelines_that_follow_it() {
             .send()
             .await
             .unwrap();
-        // moto's Parameter Store emits no events: put the one EventBridge would.
-        let detail = json!({"operation": "Update", "name": parameter, "type": "String", "description": ""});
-        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .source("aws.ssm")
-            .detail_type("Parameter Store Change")
-            .resources(format!("arn:aws:ssm:us-east-1:{}:parameter{parameter}", aws.account))
-            .detail(detail.to_string())
-            .build();
-        aws_sdk_eventbridge::Client::new(&sdk)
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .unwrap();
+        // Parameter Store itself puts the Parameter Store Change on the bus.
     }
     let all = executions(&aws, 1).await;
     assert_eq!(
@@ -549,8 +619,14 @@ async fn a_base_parameter_update_bakes_the_pipelines_that_follow_it() {
     // started puts Image Builder events on the same bus, and its publication comes back to the
     // trigger over SNS: count only what concerns Parameter Store.)
     let ssm_events = aws.admin().events().await.unwrap();
-    let ssm_events = ssm_events.iter().filter(|e| e["source"] == "aws.ssm").count();
-    assert_eq!(ssm_events, 2);
+    let ssm_events = ssm_events
+        .iter()
+        .filter(|e| {
+            e["source"] == "aws.ssm"
+                && [name, "/elsewhere/al2023/latest"].contains(&e["detail"]["name"].as_str().unwrap_or_default())
+        })
+        .count();
+    assert_eq!(ssm_events, 2, "Parameter Store told the bus of both changes");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let trigger = aws.resource("TriggerFunction").unwrap().to_owned();
     let requests: Vec<Value> = aws

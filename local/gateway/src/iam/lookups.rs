@@ -107,6 +107,23 @@ impl Moto {
         }
     }
 
+    /// An EC2 query-protocol call in `account`'s EC2 in `region`: the answer's XML, or the error's.
+    pub async fn query_ec2(&self, region: &str, account: &str, params: &[(&str, &str)]) -> Result<String, String> {
+        self.query("ec2", region, account, params).await
+    }
+
+    /// The accounts an image's launch permission names (DescribeImageAttribute launchPermission).
+    pub async fn launch_permission_users(&self, region: &str, account: &str, image_id: &str) -> Vec<String> {
+        let params = [
+            ("Action", "DescribeImageAttribute"),
+            ("Version", "2016-11-15"),
+            ("ImageId", image_id),
+            ("Attribute", "launchPermission"),
+        ];
+        let xml = self.query("ec2", region, account, &params).await.unwrap_or_default();
+        xml_elements(&xml, "userId").into_iter().map(xml_unescape).collect()
+    }
+
     /// An EC2 resource's tags (DescribeTags on its id).
     pub async fn ec2_tags(&self, region: &str, account: &str, id: &str) -> BTreeMap<String, String> {
         let xml = self

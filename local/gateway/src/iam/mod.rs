@@ -221,6 +221,23 @@ impl Iam {
         }
     }
 
+    /// Every account a principal of this local AWS belongs to (the stack's, and those STS sessions named).
+    pub fn accounts(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .principals
+            .read()
+            .map(|p| p.values().map(|p| p.account.clone()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The moto reader the gateway shares with IAM's lookups.
+    pub fn moto(&self) -> &Moto {
+        &self.moto
+    }
+
     pub fn principal(&self, access_key: &str) -> Option<Principal> {
         self.principals.read().ok()?.get(access_key).cloned()
     }

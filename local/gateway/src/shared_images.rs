@@ -1,0 +1,182 @@
+//! AMIs other accounts made public or shared with the caller, in the caller's DescribeImages,
+//! as EC2 shows them: moto keeps each account's images apart, so the gateway asks the other
+//! accounts it knows for what they let the caller launch, applies the request's owner filter
+//! itself (moto ignores Owners when ImageIds are given; EC2 does not), and adds those images to
+//! the caller's answer.
+
+use crate::http::{xml_elements, xml_unescape};
+use crate::iam::lookups::Moto;
+use std::collections::BTreeMap;
+
+/// The `<item>`s directly inside `<imagesSet>`, each whole (nested items included).
+pub fn image_items(xml: &str) -> Vec<&str> {
+    let Some(start) = xml.find("<imagesSet>") else {
+        return Vec::new();
+    };
+    let body = &xml[start + "<imagesSet>".len()..];
+    let (mut out, mut depth, mut item_start, mut i) = (Vec::new(), 0usize, 0usize, 0usize);
+    while i < body.len() {
+        let rest = &body[i..];
+        if rest.starts_with("<item>") {
+            if depth == 0 {
+                item_start = i;
+            }
+            depth += 1;
+            i += "<item>".len();
+        } else if rest.starts_with("</item>") {
+            depth = depth.saturating_sub(1);
+            i += "</item>".len();
+            if depth == 0 {
+                out.push(&body[item_start..i]);
+            }
+        } else if rest.starts_with("</imagesSet>") && depth == 0 {
+            break;
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    out
+}
+
+fn field(item: &str, tag: &str) -> Option<String> {
+    xml_elements(item, tag).first().map(|s| xml_unescape(s))
+}
+
+/// The request's owners with `self` as the caller's account; empty when it names none.
+fn owners(form: &BTreeMap<String, String>, caller: &str) -> Vec<String> {
+    form.iter()
+        .filter(|(k, _)| k.starts_with("Owner."))
+        .map(|(_, v)| if v == "self" { caller.to_owned() } else { v.clone() })
+        .collect()
+}
+
+/// The images of `others` the caller may launch (public, or shared with its account) that the
+/// request asks for, as `<item>` XML.
+pub async fn visible_from_others(
+    moto: &Moto,
+    region: &str,
+    caller: &str,
+    others: &[String],
+    form: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let wanted_owners = owners(form, caller);
+    let mut params: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| !k.starts_with("Owner.") && !k.starts_with("ExecutableBy."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.retain(|(k, _)| k != "Action" && k != "Version");
+    params.push(("Action".into(), "DescribeImages".into()));
+    params.push(("Version".into(), "2016-11-15".into()));
+    let mut out = Vec::new();
+    for account in others.iter().filter(|a| a.as_str() != caller) {
+        let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // An account without the images asked for by id answers InvalidAMIID: none of them there.
+        let Ok(xml) = moto.query_ec2(region, account, &refs).await else {
+            continue;
+        };
+        for item in image_items(&xml) {
+            let owner = field(item, "imageOwnerId").unwrap_or_default();
+            if !wanted_owners.is_empty() && !wanted_owners.contains(&owner) {
+                continue;
+            }
+            let public = field(item, "isPublic").as_deref() == Some("true");
+            let shared = match field(item, "imageId") {
+                Some(id) if !public => moto
+                    .launch_permission_users(region, account, &id)
+                    .await
+                    .contains(&caller.to_owned()),
+                _ => false,
+            };
+            if public || shared {
+                out.push(item.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The caller's own answer with only the images of the owners the request names (moto ignores
+/// Owners when ImageIds are given; EC2 applies both).
+pub fn own_filtered(xml: &str, form: &BTreeMap<String, String>, caller: &str) -> String {
+    let wanted = owners(form, caller);
+    if wanted.is_empty() {
+        return xml.to_owned();
+    }
+    let (Some(start), Some(end)) = (xml.find("<imagesSet>"), xml.rfind("</imagesSet>")) else {
+        return xml.to_owned();
+    };
+    let kept: String = image_items(xml)
+        .into_iter()
+        .filter(|item| field(item, "imageOwnerId").is_some_and(|o| wanted.contains(&o)))
+        .collect();
+    format!(
+        "{}<imagesSet>{kept}</imagesSet>{}",
+        &xml[..start],
+        &xml[end + "</imagesSet>".len()..]
+    )
+}
+
+/// The caller's DescribeImages answer with `extra` images added (the caller's own answer may be
+/// an InvalidAMIID error when only other accounts have them: then a fresh answer is made).
+pub fn merged(own: Option<&str>, extra: &[String]) -> String {
+    let items: String = extra.concat();
+    match own.filter(|x| x.contains("<imagesSet")) {
+        Some(xml) if xml.contains("<imagesSet/>") => xml.replace("<imagesSet/>", &format!("<imagesSet>{items}</imagesSet>")),
+        Some(xml) => xml.replacen("</imagesSet>", &format!("{items}</imagesSet>"), 1),
+        None => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeImagesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>{}</requestId><imagesSet>{items}</imagesSet></DescribeImagesResponse>",
+            uuid::Uuid::new_v4()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "<DescribeImagesResponse><requestId>r</requestId><imagesSet>\
+        <item><imageId>ami-1</imageId><imageOwnerId>1</imageOwnerId><blockDeviceMapping><item><deviceName>/dev/xvda</deviceName></item></blockDeviceMapping><isPublic>false</isPublic></item>\
+        <item><imageId>ami-2</imageId><imageOwnerId>2</imageOwnerId><isPublic>true</isPublic></item>\
+        </imagesSet></DescribeImagesResponse>";
+
+    #[test]
+    fn items_are_whole_with_their_nested_items() {
+        let items = image_items(ANSWER);
+        assert_eq!(items.len(), 2);
+        assert!(items[0].contains("/dev/xvda") && items[0].ends_with("</isPublic></item>"));
+        assert_eq!(field(items[1], "imageId").as_deref(), Some("ami-2"));
+        assert!(image_items("<x/>").is_empty());
+    }
+
+    #[test]
+    fn merging_into_an_answer_an_empty_one_or_none() {
+        let extra = vec!["<item><imageId>ami-9</imageId></item>".to_owned()];
+        assert_eq!(image_items(&merged(Some(ANSWER), &extra)).len(), 3);
+        let empty = "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>";
+        assert_eq!(image_items(&merged(Some(empty), &extra)).len(), 1);
+        assert_eq!(image_items(&merged(None, &extra)).len(), 1);
+    }
+
+    #[test]
+    fn the_owner_filter_applies_to_images_asked_for_by_id() {
+        let form: BTreeMap<String, String> = [("Owner.1".to_owned(), "self".to_owned())].into();
+        let kept = own_filtered(ANSWER, &form, "2");
+        let items = image_items(&kept);
+        assert_eq!(items.len(), 1);
+        assert_eq!(field(items[0], "imageId").as_deref(), Some("ami-2"));
+        assert!(kept.ends_with("</imagesSet></DescribeImagesResponse>"));
+        assert_eq!(own_filtered(ANSWER, &BTreeMap::new(), "2"), ANSWER);
+    }
+
+    #[test]
+    fn self_is_the_caller() {
+        let form: BTreeMap<String, String> = [
+            ("Owner.1".to_owned(), "self".to_owned()),
+            ("Owner.2".to_owned(), "3".to_owned()),
+        ]
+        .into();
+        assert_eq!(owners(&form, "1"), ["1", "3"]);
+    }
+}
