@@ -3,6 +3,7 @@
 //! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
 
 mod demo;
+mod iam_report;
 mod replay;
 
 use bakery_core::{classify, Policy};
@@ -55,6 +56,15 @@ enum Command {
         /// Replay at most this many messages.
         #[arg(long, default_value_t = 1000)]
         max: usize,
+    },
+    /// Per role of the template, each granted action and whether any scenario used it (from the
+    /// decisions the local AWS wrote where BAKERY_IAM_USAGE pointed; `make iam-report` runs it all).
+    IamReport {
+        /// The directory of decision files.
+        #[arg(long)]
+        usage: std::path::PathBuf,
+        #[arg(long)]
+        repo: Option<std::path::PathBuf>,
     },
     /// The local AWS (moto and the gateway) that the demo and the tests run on.
     Local {
@@ -312,6 +322,20 @@ async fn main() -> ExitCode {
             command: LocalCommand::Up { repo },
         } => local_up(repo).await,
         Command::Demo { json, repo } => run_demo(json, repo).await,
+        Command::IamReport { usage, repo } => {
+            let repo = repo.unwrap_or_else(|| gateway::repo_root(&std::env::current_dir().unwrap_or_default()));
+            match iam_report::run(&repo, &usage).await {
+                Ok(r) => Outcome {
+                    out: r.text,
+                    problems: r
+                        .unjustified
+                        .into_iter()
+                        .map(|g| format!("iam-report: unused and unexplained: {g}"))
+                        .collect(),
+                },
+                Err(e) => Outcome::problem(format!("iam-report: {e}")),
+            }
+        }
         Command::Replay {
             queue_url,
             function,

@@ -94,7 +94,7 @@ async fn gate_without_reading_the_build_cannot_judge_it() {
 
 #[tokio::test]
 async fn publish_region_without_copying_publishes_nothing() {
-    let aws = without("PublishRegionFunction", "CopyAndTag", &[]).await;
+    let aws = without("PublishRegionFunction", "CopyImages", &[]).await;
     let (world, report) = bake(&aws).await;
     assert_eq!(report.status, "FAILED", "{report:#?}");
     assert_refused(&aws, "PublishRegionFunction", "ec2:CopyImage").await;
@@ -276,5 +276,50 @@ async fn sharing_and_deregistering_need_this_stacks_tags_and_a_publish_region() 
     assert!(
         !share(&aws, "ap-southeast-2", &elsewhere).await,
         "ap-southeast-2 is not among PublishRegions"
+    );
+}
+
+/// What build-events cannot answer (here: the ledger refuses its DeleteItem three times) goes,
+/// after Lambda's retries, to its dead-letter queue, which Lambda sends to with the function's
+/// role; the wait's timeout and the status check carry the bake on.
+#[tokio::test]
+async fn a_build_event_that_cannot_be_answered_waits_in_the_dead_letter_queue() {
+    let aws = tests::local_aws_with(&[
+        ("BuildWaitSeconds", "3"),
+        ("BusyRetrySeconds", "1"),
+        ("CopyPollSeconds", "1"),
+    ])
+    .await;
+    aws.admin()
+        .fail_calls("dynamodb", "DeleteItem", 3, "ValidationException")
+        .await
+        .unwrap();
+    let (_world, report) = bake(&aws).await;
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    assert!(report.timeline.iter().any(|s| s.state == "CheckBuild"), "{report:#?}");
+
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk_config(&aws.region).await);
+    let queue = aws.resource("BuildEventsDeadLetterQueue").unwrap().to_owned();
+    let letter = eventually("the dead letter", Duration::from_secs(20), || async {
+        sqs.receive_message()
+            .queue_url(&queue)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .ok()?
+            .messages?
+            .into_iter()
+            .next()
+    })
+    .await;
+    let event: Value = serde_json::from_str(letter.body().unwrap()).unwrap();
+    assert_eq!(event["detail-type"], "EC2 Image Builder Image State Change");
+    let sent_by = aws.resource("BuildEventsFunction").unwrap().to_owned();
+    let decisions = aws.admin().authorizations().await.unwrap();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["function"] == sent_by.as_str() && d["action"] == "sqs:SendMessage" && d["allowed"] == true),
+        "Lambda sent it with the function's role"
     );
 }
