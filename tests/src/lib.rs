@@ -33,6 +33,31 @@ pub async fn local_aws_with(parameters: &[(&str, &str)]) -> LocalAws {
         .unwrap_or_else(|e| panic!("cannot start the local AWS: {e}"))
 }
 
+/// An SDK configuration acting for another `account` in `region` (STS AssumeRole of a role
+/// the template does not know: an administrator of that account, which moto keeps apart).
+pub async fn account_sdk(aws: &LocalAws, account: &str, region: &str) -> aws_config::SdkConfig {
+    let sdk = aws.sdk_config(region).await;
+    let creds = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/operator"))
+        .role_session_name("operator")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("AssumeRole into {account}: {e}"))
+        .credentials
+        .expect("AssumeRole gives credentials");
+    let provider = aws_sdk_sts::config::Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some(creds.session_token().to_owned()),
+        None,
+        "assumed",
+    );
+    sdk.to_builder()
+        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider))
+        .build()
+}
+
 /// Clients of every service the tests use, all pointed at the local AWS.
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,

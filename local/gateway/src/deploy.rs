@@ -96,6 +96,16 @@ pub fn name_resources(t: &Template, names: &mut Names) -> Result<(), TemplateErr
                     attrs: [("Arn".to_owned(), arn)].into(),
                 }
             }
+            // KMS makes the key's id: moto's answer to CreateKey replaces this placeholder (keys
+            // are created first, so the topics and policies that name them see the real one).
+            "AWS::KMS::Key" => Physical {
+                reference: format!("{}-{id}", names.stack),
+                attrs: [("Arn".to_owned(), names.arn("kms", &format!("key/{}-{id}", names.stack)))].into(),
+            },
+            "AWS::KMS::Alias" => Physical {
+                reference: given("AliasName")?.unwrap_or(default_name),
+                attrs: Default::default(),
+            },
             "AWS::DynamoDB::Table" => {
                 let name = given("TableName")?.unwrap_or(default_name);
                 let arn = names.arn("dynamodb", &format!("table/{name}"));
@@ -133,7 +143,15 @@ pub async fn create_resources(
     let sns = aws_sdk_sns::Client::new(sdk);
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let entries: Vec<(String, Value)> = t.resources().map(|(id, r)| (id.clone(), r.clone())).collect();
+    let kms = crate::iam::lookups::Moto::new(sdk.endpoint_url().unwrap_or_default());
+    let mut entries: Vec<(String, Value)> = t.resources().map(|(id, r)| (id.clone(), r.clone())).collect();
+    // Keys before what they encrypt, aliases after their keys.
+    let rank = |r: &Value| match r["Type"].as_str() {
+        Some("AWS::KMS::Key") => 0,
+        Some("AWS::KMS::Alias") => 1,
+        _ => 2,
+    };
+    entries.sort_by_key(|(_, r)| rank(r));
     for (id, r) in &entries {
         if !t.condition_holds(r, names)? {
             continue;
@@ -153,13 +171,42 @@ pub async fn create_resources(
                     p.attrs.insert("QueueUrl".into(), url);
                 }
             }
+            "AWS::KMS::Key" => {
+                let props = t.resolve(&r["Properties"], names)?;
+                let (key_id, arn) = kms
+                    .create_kms_key(
+                        &names.region,
+                        &names.account,
+                        props["Description"].as_str().unwrap_or_default(),
+                        &props["KeyPolicy"],
+                    )
+                    .await
+                    .map_err(|e| create_err(id, e))?;
+                if let Some(p) = names.resources.get_mut(id) {
+                    p.reference = key_id.clone();
+                    p.attrs.insert("Arn".into(), arn);
+                    p.attrs.insert("KeyId".into(), key_id);
+                }
+            }
+            "AWS::KMS::Alias" => {
+                let props = t.resolve(&r["Properties"], names)?;
+                kms.create_kms_alias(
+                    &names.region,
+                    &names.account,
+                    &physical.reference,
+                    props["TargetKeyId"].as_str().unwrap_or_default(),
+                )
+                .await
+                .map_err(|e| create_err(id, e))?;
+            }
             "AWS::SNS::Topic" => {
                 let name = physical.attrs.get("TopicName").cloned().unwrap_or_default();
-                sns.create_topic()
-                    .name(name)
-                    .send()
-                    .await
-                    .map_err(|e| create_err(id, e.into_service_error()))?;
+                let props = t.resolve(&r["Properties"], names)?;
+                let mut create = sns.create_topic().name(name);
+                if let Some(key) = props["KmsMasterKeyId"].as_str() {
+                    create = create.attributes("KmsMasterKeyId", key);
+                }
+                create.send().await.map_err(|e| create_err(id, e.into_service_error()))?;
             }
             "AWS::DynamoDB::Table" => {
                 let props = t.resolve(&r["Properties"], names)?;

@@ -44,6 +44,16 @@ impl Default for AllowedImages {
     }
 }
 
+/// An SQS subscription made by another account than the topic's.
+#[derive(Clone, Debug)]
+struct ForeignSubscription {
+    arn: String,
+    queue_arn: String,
+    raw: bool,
+    /// Its topic and filter policy, as `sns::accepts` reads them.
+    subscription: SnsSubscription,
+}
+
 /// Calls of one operation still to refuse: with throttling, or with a given error code.
 #[derive(Clone)]
 struct Knob {
@@ -97,6 +107,8 @@ pub struct Gateway {
     sns_deliveries: Mutex<Vec<Value>>,
     /// EC2 Allowed AMIs settings, answered to GetAllowedImagesSettings.
     allowed_images: Mutex<AllowedImages>,
+    /// SQS subscriptions of other accounts to a topic (see `subscribe`).
+    foreign_subscriptions: Mutex<Vec<ForeignSubscription>>,
     /// Async delay between Lambda's retries of a failed asynchronous invocation.
     retry_delay: Duration,
 }
@@ -133,6 +145,7 @@ impl Gateway {
             deprecations: Mutex::new(HashMap::new()),
             sns_deliveries: Mutex::new(Vec::new()),
             allowed_images: Mutex::new(AllowedImages::default()),
+            foreign_subscriptions: Mutex::new(Vec::new()),
             retry_delay: Duration::from_millis(200),
         })
     }
@@ -216,6 +229,7 @@ impl Gateway {
                 ),
                 _ => self.proxy(parts, body).await,
             },
+            "sns" if operation == "Subscribe" => self.subscribe(parts, body, &query, &call).await,
             "sns" if operation == "Publish" || operation == "PublishBatch" => {
                 self.publish(parts, body, &operation, &query).await
             }
@@ -644,15 +658,55 @@ impl Gateway {
         Response::from_parts(head, full(bytes))
     }
 
-    /// Puts one event on its account's bus in its region: every matching rule of the stack
-    /// (whose bus is its own account's, in its region) invokes its function asynchronously.
+    /// Puts one event on its account's bus in its region. On the stack's bus, every matching
+    /// rule of the stack invokes its function asynchronously. On any other bus (another
+    /// account's, or another region's), that account's own rules there may forward it to the
+    /// stack's bus, if the stack's bus policy lets the sender put events on it.
     pub fn deliver(self: &Arc<Self>, event: Value) {
         if let Ok(mut log) = self.events.lock() {
             log.push(event.clone());
         }
         if event["account"] != self.account.as_str() || event["region"] != self.region.as_str() {
+            let this = self.clone();
+            tokio::spawn(async move { this.forward(event).await });
             return;
         }
+        self.deliver_to_stack(event);
+    }
+
+    /// What the rules of the event's own account and region send to the stack's bus: each is
+    /// authorized (events:PutEvents on the stack's bus, as the rule's target role or the
+    /// account); a refused one is lost, as EventBridge drops what a target refuses.
+    async fn forward(self: Arc<Self>, event: Value) {
+        let (Some(account), Some(region)) = (event["account"].as_str(), event["region"].as_str()) else {
+            return;
+        };
+        let bus = self.iam.bus_arn.clone();
+        for (rule, pattern, targets) in self.iam.moto().event_rules(region, account).await {
+            if !pattern::matches(&pattern, &event) {
+                continue;
+            }
+            for (_, role) in targets.iter().filter(|(arn, _)| *arn == bus) {
+                let who = self.iam.sender(account, role.as_deref());
+                let need = crate::iam::requests::put_events_need(
+                    &bus,
+                    event["source"].as_str().unwrap_or_default(),
+                    event["detail-type"].as_str().unwrap_or_default(),
+                );
+                match self.iam.authorize(&who, &self.region, &[need]).await {
+                    Ok(()) => {
+                        tracing::info!(%rule, %account, detail_type = %event["detail-type"], "event forwarded to the stack's bus");
+                        self.deliver_to_stack(event.clone());
+                    }
+                    Err(denied) => {
+                        tracing::warn!(%rule, %account, error = %denied.message, "the stack's bus refused a forwarded event")
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver_to_stack(self: &Arc<Self>, event: Value) {
         let payload = Bytes::from(event.to_string());
         for rule in self.rules.iter().filter(|r| pattern::matches(&r.pattern, &event)) {
             tracing::info!(rule = %rule.name, function = %rule.function, detail_type = %event["detail-type"], "delivering event");
@@ -723,7 +777,12 @@ impl Gateway {
         let Some((topic, messages)) = sns::published(operation, &params) else {
             return answer;
         };
-        if !self.sns_subscribers.iter().any(|s| s.subscription.topic_arn == topic) {
+        let foreign: Vec<ForeignSubscription> = self
+            .foreign_subscriptions
+            .lock()
+            .map(|f| f.iter().filter(|s| s.subscription.topic_arn == topic).cloned().collect())
+            .unwrap_or_default();
+        if foreign.is_empty() && !self.sns_subscribers.iter().any(|s| s.subscription.topic_arn == topic) {
             return answer;
         }
         let (head, answer) = answer.into_parts();
@@ -737,12 +796,30 @@ impl Gateway {
             let Some(message_id) = ids.get(&m.entry_id) else {
                 continue;
             };
+            for f in foreign.iter().filter(|f| sns::accepts(&f.subscription, m)) {
+                self.deliver_to_queue(f, &topic, message_id, m, now).await;
+            }
             for s in self
                 .sns_subscribers
                 .iter()
                 .filter(|s| s.subscription.topic_arn == topic)
             {
                 let sub = &s.subscription;
+                if let Err(why) = self.subscribed(sub, &topic).await {
+                    tracing::warn!(subscription = %sub.name, %topic, %why, "no such subscription");
+                    if let Ok(mut log) = self.sns_deliveries.lock() {
+                        log.push(json!({
+                            "subscription": sub.name,
+                            "subscriptionArn": s.arn,
+                            "topicArn": topic,
+                            "function": sub.function,
+                            "messageId": message_id,
+                            "status": "refused",
+                            "reason": why,
+                        }));
+                    }
+                    continue;
+                }
                 let accepted = sns::accepts(sub, m);
                 let event = accepted.then(|| sns::lambda_event(&s.arn, &topic, message_id, m, now));
                 tracing::info!(subscription = %sub.name, function = %sub.function, %message_id, accepted, "SNS message to a Lambda subscription");
@@ -768,6 +845,132 @@ impl Gateway {
             }
         }
         Response::from_parts(head, full(xml))
+    }
+
+    /// Subscribe as moto answers it. moto keeps a subscription of another account's topic in the
+    /// subscriber's account, where the topic's publishes never find it: the gateway delivers
+    /// those (SQS endpoints) itself.
+    async fn subscribe(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        query: &str,
+        call: &crate::iam::requests::Call,
+    ) -> Response<Body> {
+        let params = query_params(query, &body);
+        let answer = self.proxy(parts, body).await;
+        let topic = params.get("TopicArn").cloned().unwrap_or_default();
+        let topic_account = topic.split(':').nth(4).unwrap_or_default().to_owned();
+        if answer.status() != hyper::StatusCode::OK
+            || params.get("Protocol").map(String::as_str) != Some("sqs")
+            || topic_account == call.account
+        {
+            return answer;
+        }
+        let (head, answer) = answer.into_parts();
+        let xml = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&xml).into_owned();
+        let arn = xml_elements(&text, "SubscriptionArn")
+            .first()
+            .map(|s| xml_unescape(s))
+            .unwrap_or_default();
+        let attribute = |name: &str| {
+            (1..=10).find_map(|i| {
+                (params.get(&format!("Attributes.entry.{i}.key")).map(String::as_str) == Some(name))
+                    .then(|| params.get(&format!("Attributes.entry.{i}.value")).cloned())
+                    .flatten()
+            })
+        };
+        let filter_policy = attribute("FilterPolicy").and_then(|p| serde_json::from_str(&p).ok());
+        let scope = match attribute("FilterPolicyScope").as_deref() {
+            Some("MessageBody") => crate::template::FilterScope::MessageBody,
+            _ => crate::template::FilterScope::MessageAttributes,
+        };
+        let subscription = SnsSubscription {
+            name: arn.clone(),
+            topic_arn: topic,
+            function: String::new(),
+            filter_policy,
+            filter_scope: scope,
+            region: None,
+            dead_letter: None,
+        };
+        if let Ok(mut f) = self.foreign_subscriptions.lock() {
+            f.push(ForeignSubscription {
+                arn,
+                queue_arn: params.get("Endpoint").cloned().unwrap_or_default(),
+                raw: attribute("RawMessageDelivery").as_deref() == Some("true"),
+                subscription,
+            });
+        }
+        Response::from_parts(head, full(xml))
+    }
+
+    /// SNS sends to a queue of another account as the service, by the queue's policy.
+    async fn deliver_to_queue(
+        &self,
+        f: &ForeignSubscription,
+        topic: &str,
+        message_id: &str,
+        m: &sns::Message,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let owner = topic.split(':').nth(4).unwrap_or_default();
+        let sns_service = Iam::service("sns.amazonaws.com", topic, owner);
+        let need = crate::iam::requests::send_message_need(&f.queue_arn);
+        let region = f.queue_arn.split(':').nth(3).unwrap_or(&self.region).to_owned();
+        let status = match self.iam.authorize(&sns_service, &region, &[need]).await {
+            Err(denied) => {
+                tracing::warn!(subscription = %f.arn, queue = %f.queue_arn, error = %denied.message, "the queue's policy refuses SNS");
+                "refused"
+            }
+            Ok(()) => {
+                let body = sns::queue_body(&f.arn, topic, message_id, m, now, f.raw);
+                match self.iam.moto().send_to_queue(&f.queue_arn, &body).await {
+                    Ok(()) => "delivered",
+                    Err(e) => {
+                        tracing::warn!(subscription = %f.arn, queue = %f.queue_arn, error = %e, "SNS could not send to the queue");
+                        "failed"
+                    }
+                }
+            }
+        };
+        if let Ok(mut log) = self.sns_deliveries.lock() {
+            log.push(json!({
+                "subscriptionArn": f.arn,
+                "topicArn": topic,
+                "queueArn": f.queue_arn,
+                "messageId": message_id,
+                "status": status,
+            }));
+        }
+    }
+
+    /// Whether the template's subscription could have been made on `topic` as the stack was
+    /// deployed: SNS subscribes in the topic's region (the subscription's `Region`, else the
+    /// stack's), and a topic of another account must let the deployer subscribe (its topic policy).
+    async fn subscribed(&self, sub: &crate::template::SnsSubscription, topic: &str) -> Result<(), String> {
+        let mut parts = topic.split(':').skip(3);
+        let (topic_region, topic_account) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let region = sub.region.as_deref().unwrap_or(&self.region);
+        if region != topic_region {
+            return Err(format!(
+                "the subscription is in {region} and the topic in {topic_region}: name the topic's Region"
+            ));
+        }
+        if topic_account == self.account {
+            return Ok(());
+        }
+        let deployer = self.iam.sender(&self.account, None);
+        let endpoint = crate::iam::requests::function_arn(&sub.function, &self.region, &self.account);
+        let need = crate::iam::requests::subscribe_need(topic, "lambda", &endpoint);
+        self.iam
+            .authorize(&deployer, topic_region, &[need])
+            .await
+            .map_err(|d| d.message)
     }
 
     // ------------------------------------------------------------ admin (test knobs)

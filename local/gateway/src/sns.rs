@@ -196,6 +196,28 @@ pub fn lambda_event(
     }]})
 }
 
+/// The notification SNS sends an SQS (or HTTP) subscriber: the same record as Lambda's, but
+/// for the casing of two keys, or the message alone with raw message delivery.
+pub fn queue_body(
+    subscription_arn: &str,
+    topic_arn: &str,
+    message_id: &str,
+    m: &Message,
+    time: chrono::DateTime<chrono::Utc>,
+    raw: bool,
+) -> String {
+    if raw {
+        return delivered_text(m);
+    }
+    let mut n = lambda_event(subscription_arn, topic_arn, message_id, m, time)["Records"][0]["Sns"].take();
+    for (from, to) in [("SigningCertUrl", "SigningCertURL"), ("UnsubscribeUrl", "UnsubscribeURL")] {
+        if let Some(v) = n.as_object_mut().and_then(|o| o.remove(from)) {
+            n[to] = v;
+        }
+    }
+    n.to_string()
+}
+
 /// The message ids in moto's answer: Publish's `MessageId`, or PublishBatch's successful
 /// entries by Id. Keyed by the entry Id (empty for Publish).
 pub fn message_ids(operation: &str, xml: &str) -> BTreeMap<String, String> {

@@ -445,6 +445,21 @@ impl Template {
         Ok(out)
     }
 
+    /// The default event bus's resource policy: every `AWS::Events::EventBusPolicy` whose
+    /// condition holds, one statement each (its `StatementId` as the Sid), as EventBridge joins them.
+    pub fn bus_policy(&self, names: &Names) -> Result<Option<Value>, TemplateError> {
+        let mut statements = Vec::new();
+        for (_, r) in self.holding("AWS::Events::EventBusPolicy", names)? {
+            let p = self.resolve(&r["Properties"], names)?;
+            let mut statement = p["Statement"].clone();
+            if let Some(sid) = p["StatementId"].as_str() {
+                statement["Sid"] = Value::String(sid.to_owned());
+            }
+            statements.push(statement);
+        }
+        Ok((!statements.is_empty()).then(|| serde_json::json!({"Version": "2012-10-17", "Statement": statements})))
+    }
+
     /// EventBridge rules (`AWS::Events::Rule` with an EventPattern) and each target that is a function.
     pub fn rules(&self, names: &Names) -> Result<Vec<Rule>, TemplateError> {
         let mut out = Vec::new();

@@ -179,8 +179,73 @@ impl Moto {
         serde_json::from_str(attrs.pointer("/Attributes/Policy")?.as_str()?).ok()
     }
 
+    /// `account`'s own EventBridge rules on its default bus in `region` (made at run time, as an
+    /// SOE account makes the rule that forwards its events): (rule ARN, pattern, targets as
+    /// (ARN, role ARN)). Disabled rules and rules without a pattern are left out.
+    pub async fn event_rules(&self, region: &str, account: &str) -> Vec<(String, Value, Vec<(String, Option<String>)>)> {
+        let Ok(listed) = self
+            .json("events", "AWSEvents.ListRules", region, account, json!({}))
+            .await
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for rule in listed["Rules"].as_array().into_iter().flatten() {
+            let (Some(name), Some(arn)) = (rule["Name"].as_str(), rule["Arn"].as_str()) else {
+                continue;
+            };
+            let Some(Ok(pattern)) = rule["EventPattern"].as_str().map(serde_json::from_str::<Value>) else {
+                continue;
+            };
+            if rule["State"].as_str().is_some_and(|s| s != "ENABLED") {
+                continue;
+            }
+            let targets = self
+                .json("events", "AWSEvents.ListTargetsByRule", region, account, json!({"Rule": name}))
+                .await
+                .unwrap_or_default();
+            let targets = targets["Targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| Some((t["Arn"].as_str()?.to_owned(), t["RoleArn"].as_str().map(str::to_owned))))
+                .collect();
+            out.push((arn.to_owned(), pattern, targets));
+        }
+        out
+    }
+
+    /// Sends `body` to a queue in its own account (what SNS does for a subscription of another
+    /// account, which moto does not deliver itself).
+    pub async fn send_to_queue(&self, queue_arn: &str, body: &str) -> Result<(), String> {
+        let parts: Vec<&str> = queue_arn.split(':').collect();
+        let [_, _, _, region, account, name] = parts.as_slice() else {
+            return Err(format!("{queue_arn} is not a queue ARN"));
+        };
+        let url = format!("https://sqs.{region}.amazonaws.com/{account}/{name}");
+        self.query(
+            "sqs",
+            region,
+            account,
+            &[("Action", "SendMessage"), ("QueueUrl", &url), ("MessageBody", body)],
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// A topic's policy (GetTopicAttributes Policy).
     pub async fn topic_policy(&self, topic_arn: &str) -> Option<Value> {
+        serde_json::from_str(&self.topic_attribute(topic_arn, "Policy").await?).ok()
+    }
+
+    /// The KMS key a topic is encrypted with (GetTopicAttributes KmsMasterKeyId).
+    pub async fn topic_key(&self, topic_arn: &str) -> Option<String> {
+        self.topic_attribute(topic_arn, "KmsMasterKeyId")
+            .await
+            .filter(|k| !k.is_empty())
+    }
+
+    async fn topic_attribute(&self, topic_arn: &str, name: &str) -> Option<String> {
         let parts: Vec<&str> = topic_arn.split(':').collect();
         let [_, _, _, region, account, _] = parts.as_slice() else {
             return None;
@@ -197,8 +262,47 @@ impl Moto {
         xml_elements(&xml, "entry").into_iter().find_map(|entry| {
             let key = xml_elements(entry, "key").first().map(|s| xml_unescape(s))?;
             let value = xml_elements(entry, "value").first().map(|s| xml_unescape(s))?;
-            (key == "Policy").then(|| serde_json::from_str(&value).ok()).flatten()
+            (key == name).then_some(value)
         })
+    }
+
+    /// A new KMS key with its key policy: (key id, key ARN).
+    pub async fn create_kms_key(
+        &self,
+        region: &str,
+        account: &str,
+        description: &str,
+        policy: &Value,
+    ) -> Result<(String, String), String> {
+        let key = self
+            .json(
+                "kms",
+                "TrentService.CreateKey",
+                region,
+                account,
+                json!({"Description": description, "Policy": policy.to_string()}),
+            )
+            .await?;
+        let field = |name: &str| {
+            key.pointer(&format!("/KeyMetadata/{name}"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("CreateKey returned no {name}"))
+        };
+        Ok((field("KeyId")?, field("Arn")?))
+    }
+
+    /// An alias (`alias/<name>`) for a key.
+    pub async fn create_kms_alias(&self, region: &str, account: &str, alias: &str, key: &str) -> Result<(), String> {
+        self.json(
+            "kms",
+            "TrentService.CreateAlias",
+            region,
+            account,
+            json!({"AliasName": alias, "TargetKeyId": key}),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A KMS key with `alias` (`alias/<name>`) in `region`, made if there is none; its key ARN.

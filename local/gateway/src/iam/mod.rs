@@ -88,6 +88,10 @@ pub struct Iam {
     managed: HashMap<String, Value>,
     /// Function name → its resource-based policy (the template's Lambda permissions).
     lambda_policies: BTreeMap<String, Value>,
+    /// The stack account's default event bus policy (the template's EventBusPolicy statements).
+    bus_policy: Option<Value>,
+    /// The stack's account, region and default bus ARN.
+    pub bus_arn: String,
     decisions: Mutex<Vec<Value>>,
     /// `BAKERY_IAM_USAGE`: a directory where every decision is appended (for `make iam-report`).
     usage: Option<Mutex<std::fs::File>>,
@@ -124,6 +128,8 @@ impl Iam {
             roles,
             managed,
             lambda_policies: template.lambda_policies(names).map_err(setup)?,
+            bus_policy: template.bus_policy(names).map_err(setup)?,
+            bus_arn: format!("arn:aws:events:{}:{}:event-bus/default", names.region, names.account),
             decisions: Mutex::new(Vec::new()),
             usage: usage_file(),
         };
@@ -242,6 +248,26 @@ impl Iam {
         self.principals.read().ok()?.get(access_key).cloned()
     }
 
+    /// Who sends what `account`'s rule forwards to another bus: the target's role (a template
+    /// role with its policies, any other an administrator of its account), else the account.
+    pub fn sender(&self, account: &str, role_arn: Option<&str>) -> Principal {
+        match role_arn {
+            Some(role) if self.roles.contains_key(role) => self.session(role, "events", None),
+            Some(role) => Principal {
+                arn: format!(
+                    "arn:aws:sts::{account}:assumed-role/{}/events",
+                    role.rsplit('/').next().unwrap_or_default()
+                ),
+                role_arn: Some(role.to_owned()),
+                ..self.operator(account)
+            },
+            None => Principal {
+                arn: format!("arn:aws:iam::{account}:root"),
+                ..self.operator(account)
+            },
+        }
+    }
+
     /// A session STS handed out (AssumeRole through the gateway): a role of the template has its
     /// policies; a role the template does not know is an administrator of its account (the
     /// tests' other accounts: an SOE team, a consumer, an attacker).
@@ -303,6 +329,21 @@ impl Iam {
                 let owner = need.owner.as_deref().unwrap_or(&who.account);
                 for (k, v) in self.moto.ec2_tags(region, owner, id).await {
                     context.entry(format!("aws:ResourceTag/{k}")).or_insert(json!(v));
+                }
+            }
+            Lookup::TopicKey { topic_arn } => {
+                let key = match self.moto.topic_key(topic_arn).await {
+                    Some(key) => key,
+                    None => return Ok(()),
+                };
+                let mut parts = topic_arn.split(':').skip(3);
+                let (region, owner) = (parts.next().unwrap_or(region), parts.next().unwrap_or(&who.account));
+                match self.moto.kms_key(region, owner, &key).await {
+                    Some((arn, policy)) => {
+                        resource = arn;
+                        resource_policy = Some(policy);
+                    }
+                    None => return Ok(()),
                 }
             }
             Lookup::KmsKey { region, key } => match self.moto.kms_key(region, &who.account, key).await {
@@ -396,6 +437,7 @@ impl Iam {
                     "Resource": arn,
                 }],
             })),
+            "events" if arn == self.bus_arn => self.bus_policy.clone(),
             "sqs" => self.moto.queue_policy(arn).await,
             "sns" => self.moto.topic_policy(arn).await,
             _ => None,

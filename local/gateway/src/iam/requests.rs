@@ -41,6 +41,10 @@ pub enum Lookup {
         region: String,
         key: String,
     },
+    /// The KMS key a topic is encrypted with (its `KmsMasterKeyId`); none, nothing to decide.
+    TopicKey {
+        topic_arn: String,
+    },
 }
 
 /// One authorization IAM makes: `action` on `resource`.
@@ -475,13 +479,28 @@ impl Mapper<'_> {
             )?,
             _ => return Ok(None),
         };
-        let mut need = Need::new(self.action, topic);
+        let mut need = Need::new(self.action, &topic);
         if c.operation == "Subscribe" {
             need = need
                 .with("sns:Protocol", [self.form("Protocol")?])
                 .with("sns:Endpoint", [c.form.get("Endpoint").cloned().unwrap_or_default()]);
         }
-        Ok(Some(vec![need]))
+        let mut needs = vec![need];
+        // A publisher to an encrypted topic needs the topic's key: SNS makes a data key and
+        // reads it back with the publisher's rights (SNS server-side encryption's documented
+        // permissions).
+        if self.action == "sns:Publish" {
+            needs.extend(["kms:GenerateDataKey", "kms:Decrypt"].into_iter().map(|kms| {
+                Need::new(kms, "")
+                    .with("kms:ViaService", [format!("sns.{}.amazonaws.com", c.region)])
+                    .with("aws:ViaAWSService", ["true"])
+                    .looking_up(Lookup::TopicKey {
+                        topic_arn: topic.clone(),
+                    })
+                    .dependent_of("sns:Publish")
+            }));
+        }
+        Ok(Some(needs))
     }
 
     fn sqs(&self) -> Mapped {
@@ -695,6 +714,20 @@ impl Mapper<'_> {
 /// lambda:InvokeFunction on a function, as a service or a schedule delivers to it.
 pub fn invoke_need(function_arn: &str) -> Need {
     Need::new("lambda:InvokeFunction", function_arn)
+}
+
+/// sns:Subscribe on a topic, as CloudFormation subscribes an endpoint for the stack.
+pub fn subscribe_need(topic_arn: &str, protocol: &str, endpoint: &str) -> Need {
+    Need::new("sns:Subscribe", topic_arn)
+        .with("sns:Protocol", [protocol])
+        .with("sns:Endpoint", [endpoint])
+}
+
+/// events:PutEvents on a bus, as a rule forwards an event to it.
+pub fn put_events_need(bus_arn: &str, source: &str, detail_type: &str) -> Need {
+    Need::new("events:PutEvents", bus_arn)
+        .with("events:source", [source])
+        .with("events:detail-type", [detail_type])
 }
 
 /// sqs:SendMessage on a queue, as a dead letter is sent.
