@@ -2,7 +2,9 @@
 # Lints the SAM template and the state machine, offline, with pinned tools the script installs:
 #   cfn-lint and `sam validate --lint` (PyPI, local/tools/requirements.txt, in <repo>/.venv-tools),
 #   asl-validator (npm, local/tools/package-lock.json, in local/tools/node_modules) on
-#   each statemachine/*.asl.json after its placeholders get plausible values.
+#   each statemachine/*.asl.json after its placeholders get plausible values;
+#   checkov (PyPI, local/tools/checkov-requirements.txt, in <repo>/.venv-checkov) on the
+#   template: every check passes, or is skipped on its resource with the reason beside it.
 # Exits non-zero on any finding. Quick when the tools are up to date.
 set -euo pipefail
 
@@ -25,6 +27,19 @@ log "cfn-lint template.yaml"
 
 log "sam validate --lint"
 "$venv/bin/sam" validate --lint --template template.yaml
+
+checkov_venv="$repo/.venv-checkov"
+want="$(sha256sum local/tools/checkov-requirements.txt | cut -d' ' -f1)"
+if [[ "$(cat "$checkov_venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+    log "installing checkov into $checkov_venv (about 60 s)"
+    rm -rf "$checkov_venv"
+    "${PYTHON:-python3}" -m venv "$checkov_venv"
+    "$checkov_venv/bin/pip" install --disable-pip-version-check -q -r local/tools/checkov-requirements.txt >&2
+    printf '%s\n' "$want" >"$checkov_venv/.requirements.sha256"
+fi
+log "checkov template.yaml"
+"$checkov_venv/bin/checkov" --file template.yaml --framework cloudformation --compact --quiet \
+    --skip-download
 
 # Placeholders: `${...Arn}` become Lambda ARNs and `${...Seconds}` a number; any other kind is a
 # finding (tests/tests/scenarios/template.rs checks each one against DefinitionSubstitutions).
