@@ -343,3 +343,43 @@ fn the_demo_on_a_template_without_copy_image_names_the_refusal() {
     );
     let _ = std::fs::remove_dir_all(&copy);
 }
+
+/// The README's Deploy section, as a platform engineer follows it: its `bakery policy validate`
+/// line runs as written and accepts the example, its put-parameter stores that same file under
+/// the default PolicyPrefix with the pipeline's name, and the lint and package commands it names
+/// are the ones `make test` runs.
+#[test]
+fn the_readme_deploy_commands_are_the_ones_that_run() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let deploy = readme
+        .split("\n## Deploy\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Deploy section");
+    let validate = deploy
+        .lines()
+        .find(|l| l.starts_with("./target/debug/bakery policy validate "))
+        .expect("the Deploy section validates a policy");
+    let args: Vec<&str> = validate
+        .trim_start_matches("./target/debug/bakery ")
+        .split_whitespace()
+        .collect();
+    let out = bakery(&args, b"");
+    assert!(out.status.success(), "{validate}: {}", text(&out.stderr));
+    let file = args.last().unwrap();
+    assert!(text(&out.stdout).contains("valid policy"), "{}", text(&out.stdout));
+
+    let put = deploy
+        .lines()
+        .find(|l| l.starts_with("aws ssm put-parameter "))
+        .expect("the Deploy section stores the policy");
+    let policy: Value = serde_json::from_slice(&std::fs::read(root().join(file)).unwrap()).unwrap();
+    let pipeline = policy["pipelineArn"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert!(put.contains(&format!("--name /bakery/policies/{pipeline} ")), "{put}");
+    let rest = deploy.split(put).nth(1).unwrap();
+    assert!(rest.trim_start().starts_with(&format!("--value file://{file} ")), "{rest}");
+
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    assert!(deploy.contains("make package ") && makefile.contains("\tbash local/package.sh $(ARCH)"));
+    assert!(deploy.contains("bash local/lint-template.sh") && makefile.contains("\tbash local/lint-template.sh"));
+}
