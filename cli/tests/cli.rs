@@ -377,7 +377,10 @@ fn the_readme_deploy_commands_are_the_ones_that_run() {
     let pipeline = policy["pipelineArn"].as_str().unwrap().rsplit('/').next().unwrap();
     assert!(put.contains(&format!("--name /bakery/policies/{pipeline} ")), "{put}");
     let rest = deploy.split(put).nth(1).unwrap();
-    assert!(rest.trim_start().starts_with(&format!("--value file://{file} ")), "{rest}");
+    assert!(
+        rest.trim_start().starts_with(&format!("--value file://{file} ")),
+        "{rest}"
+    );
 
     let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
     assert!(deploy.contains("make package ") && makefile.contains("\tbash local/package.sh $(ARCH)"));

@@ -206,7 +206,10 @@ pub async fn create_resources(
                 if let Some(key) = props["KmsMasterKeyId"].as_str() {
                     create = create.attributes("KmsMasterKeyId", key);
                 }
-                create.send().await.map_err(|e| create_err(id, e.into_service_error()))?;
+                create
+                    .send()
+                    .await
+                    .map_err(|e| create_err(id, e.into_service_error()))?;
             }
             "AWS::DynamoDB::Table" => {
                 let props = t.resolve(&r["Properties"], names)?;

@@ -210,7 +210,10 @@ pub fn queue_body(
         return delivered_text(m);
     }
     let mut n = lambda_event(subscription_arn, topic_arn, message_id, m, time)["Records"][0]["Sns"].take();
-    for (from, to) in [("SigningCertUrl", "SigningCertURL"), ("UnsubscribeUrl", "UnsubscribeURL")] {
+    for (from, to) in [
+        ("SigningCertUrl", "SigningCertURL"),
+        ("UnsubscribeUrl", "UnsubscribeURL"),
+    ] {
         if let Some(v) = n.as_object_mut().and_then(|o| o.remove(from)) {
             n[to] = v;
         }

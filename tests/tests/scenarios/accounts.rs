@@ -241,11 +241,15 @@ async fn an_soe_release_from_another_account_bakes_and_reaches_a_consumer_accoun
     assert_eq!(report.source_ami, ami);
 
     // The consumer's queue, in its own account, has the publication with every AMI ID.
-    let got = tests::eventually("the publication in the consumer's queue", Duration::from_secs(20), || async {
-        let out = consumer_sqs.receive_message().queue_url(&queue_url).send().await.ok()?;
-        let body: Value = serde_json::from_str(out.messages().first()?.body()?).ok()?;
-        serde_json::from_str::<Value>(body["Message"].as_str()?).ok()
-    })
+    let got = tests::eventually(
+        "the publication in the consumer's queue",
+        Duration::from_secs(20),
+        || async {
+            let out = consumer_sqs.receive_message().queue_url(&queue_url).send().await.ok()?;
+            let body: Value = serde_json::from_str(out.messages().first()?.body()?).ok()?;
+            serde_json::from_str::<Value>(body["Message"].as_str()?).ok()
+        },
+    )
     .await;
     assert_eq!(got["status"], "PUBLISHED", "{got}");
     assert_eq!(got["lineage"]["parents"][0], ami.as_str(), "{got}");
@@ -258,7 +262,11 @@ async fn an_soe_release_from_another_account_bakes_and_reaches_a_consumer_accoun
 
     // Only Bakery publishes: not the stranger, not the consumer, not this account's operator.
     let ours = aws_sdk_sns::Client::new(&aws.sdk_config(&aws.region).await);
-    for (who, sns) in [("stranger", &stranger_sns), ("consumer", &consumer_sns), ("operator", &ours)] {
+    for (who, sns) in [
+        ("stranger", &stranger_sns),
+        ("consumer", &consumer_sns),
+        ("operator", &ours),
+    ] {
         let forged = sns.publish().topic_arn(&publications).message("{}").send().await;
         assert_eq!(sns_refusal(forged), Err("AuthorizationError".to_owned()), "{who}");
     }
@@ -309,11 +317,7 @@ async fn a_release_on_a_topic_that_does_not_let_the_stack_subscribe_starts_nothi
 #[tokio::test]
 async fn ami_events_forwarded_by_a_listed_soe_account_bake_and_an_unlisted_accounts_are_refused() {
     let aws = cross_account_stack().await;
-    let w = pipeline_trusting_soe(
-        &aws,
-        json!({"amis": [{"owner": SOE, "namePattern": "soe-al2023-*"}]}),
-    )
-    .await;
+    let w = pipeline_trusting_soe(&aws, json!({"amis": [{"owner": SOE, "namePattern": "soe-al2023-*"}]})).await;
     let bus = format!("arn:aws:events:{}:{}:event-bus/default", aws.region, aws.account);
     for account in [SOE, STRANGER] {
         let events = aws_sdk_eventbridge::Client::new(&tests::account_sdk(&aws, account, &aws.region).await);
@@ -363,11 +367,14 @@ async fn ami_events_forwarded_by_a_listed_soe_account_bake_and_an_unlisted_accou
         .map(|i| i["request"].clone())
         .collect();
     assert!(
-        seen.iter().any(|e| e["account"] == SOE && e["detail"]["ImageId"] == ami.as_str()),
+        seen.iter()
+            .any(|e| e["account"] == SOE && e["detail"]["ImageId"] == ami.as_str()),
         "{seen:?}"
     );
     assert!(
-        !seen.iter().any(|e| e["account"] == STRANGER || e["detail"]["ImageId"] == theirs.as_str()),
+        !seen
+            .iter()
+            .any(|e| e["account"] == STRANGER || e["detail"]["ImageId"] == theirs.as_str()),
         "{seen:?}"
     );
     let _ = w;

@@ -182,7 +182,11 @@ impl Moto {
     /// `account`'s own EventBridge rules on its default bus in `region` (made at run time, as an
     /// SOE account makes the rule that forwards its events): (rule ARN, pattern, targets as
     /// (ARN, role ARN)). Disabled rules and rules without a pattern are left out.
-    pub async fn event_rules(&self, region: &str, account: &str) -> Vec<(String, Value, Vec<(String, Option<String>)>)> {
+    pub async fn event_rules(
+        &self,
+        region: &str,
+        account: &str,
+    ) -> Vec<(String, Value, Vec<(String, Option<String>)>)> {
         let Ok(listed) = self
             .json("events", "AWSEvents.ListRules", region, account, json!({}))
             .await
@@ -201,7 +205,13 @@ impl Moto {
                 continue;
             }
             let targets = self
-                .json("events", "AWSEvents.ListTargetsByRule", region, account, json!({"Rule": name}))
+                .json(
+                    "events",
+                    "AWSEvents.ListTargetsByRule",
+                    region,
+                    account,
+                    json!({"Rule": name}),
+                )
                 .await
                 .unwrap_or_default();
             let targets = targets["Targets"]
