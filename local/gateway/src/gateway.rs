@@ -101,8 +101,9 @@ pub struct Gateway {
     events: Mutex<Vec<Value>>,
     /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
     invocations: Mutex<Vec<Value>>,
-    /// EC2 image deprecations (moto has no EnableImageDeprecation): image id → deprecate-at.
-    deprecations: Mutex<HashMap<String, String>>,
+    /// EC2 image deprecations (moto has no EnableImageDeprecation): (region, image id) →
+    /// deprecate-at, shown as `deprecationTime` in DescribeImages.
+    deprecations: Mutex<HashMap<(String, String), String>>,
     /// Every SNS message offered to a Lambda subscription: delivered, or stopped by its filter policy.
     sns_deliveries: Mutex<Vec<Value>>,
     /// EC2 Allowed AMIs settings, answered to GetAllowedImagesSettings.
@@ -213,7 +214,7 @@ impl Gateway {
                 self.image_change(parts, body, &call).await
             }
             "ec2" if operation == "EnableImageDeprecation" || operation == "DisableImageDeprecation" => {
-                self.image_deprecation(&operation, &query, &body)
+                self.image_deprecation(&operation, &call)
             }
             "ec2" if operation == "GetAllowedImagesSettings" => self.allowed_images_settings(&query, &body),
             "ec2" if operation == "DescribeImages" => self.describe_images(parts, body, &call).await,
@@ -602,13 +603,25 @@ impl Gateway {
             &call.form,
         )
         .await;
+        let deprecations: HashMap<String, String> = self
+            .deprecations
+            .lock()
+            .map(|d| {
+                d.iter()
+                    .filter(|((region, _), _)| *region == call.region)
+                    .map(|((_, image), at)| (image.clone(), at.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let finish = |xml: &str| crate::shared_images::as_ec2_shows(xml, &call.form, &deprecations);
         if extra.is_empty() {
             let mut head = head;
             head.headers.remove(hyper::header::CONTENT_LENGTH);
-            return Response::from_parts(head, full(own));
+            let body = if status.is_success() { finish(&own) } else { own };
+            return Response::from_parts(head, full(body));
         }
         let xml = crate::shared_images::merged(status.is_success().then_some(own.as_str()), &extra);
-        response(200, &[("Content-Type", "text/xml")], xml)
+        response(200, &[("Content-Type", "text/xml")], finish(&xml))
     }
 
     /// Whether `caller` may launch `image_id` in `region`: its own, public, or shared with it.
@@ -780,7 +793,12 @@ impl Gateway {
         let foreign: Vec<ForeignSubscription> = self
             .foreign_subscriptions
             .lock()
-            .map(|f| f.iter().filter(|s| s.subscription.topic_arn == topic).cloned().collect())
+            .map(|f| {
+                f.iter()
+                    .filter(|s| s.subscription.topic_arn == topic)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         if foreign.is_empty() && !self.sns_subscribers.iter().any(|s| s.subscription.topic_arn == topic) {
             return answer;
@@ -983,7 +1001,14 @@ impl Gateway {
             ("GET", "health") => ok(),
             ("GET", "deprecations") => json_response(
                 200,
-                &json!(self.deprecations.lock().map(|d| d.clone()).unwrap_or_default()),
+                &json!(self
+                    .deprecations
+                    .lock()
+                    .map(|d| d
+                        .iter()
+                        .map(|((_, image), at)| (image.clone(), at.clone()))
+                        .collect::<HashMap<_, _>>())
+                    .unwrap_or_default()),
             ),
             ("GET", "throttles") => {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
@@ -1095,23 +1120,10 @@ impl Gateway {
         }
     }
 
-    /// moto lacks image deprecation; the gateway keeps it, visible at `GET /_bakery/deprecations`.
-    fn image_deprecation(&self, operation: &str, query: &str, body: &[u8]) -> Response<Body> {
-        let form = if query.is_empty() {
-            String::from_utf8_lossy(body).into_owned()
-        } else {
-            query.to_owned()
-        };
-        let param = |name: &str| {
-            form.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(|v| {
-                    percent_encoding::percent_decode_str(&v.replace('+', " "))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-        };
-        let Some(image) = param("ImageId") else {
+    /// moto lacks image deprecation; the gateway keeps it per region and image, shows it in
+    /// DescribeImages, and lists it at `GET /_bakery/deprecations`.
+    fn image_deprecation(&self, operation: &str, call: &crate::iam::requests::Call) -> Response<Body> {
+        let Some(image) = call.form.get("ImageId").cloned() else {
             return response(
                 400,
                 &[("Content-Type", "text/xml")],
@@ -1119,9 +1131,10 @@ impl Gateway {
             );
         };
         if let Ok(mut d) = self.deprecations.lock() {
+            let key = (call.region.clone(), image);
             match operation {
-                "EnableImageDeprecation" => d.insert(image, param("DeprecateAt").unwrap_or_default()),
-                _ => d.remove(&image),
+                "EnableImageDeprecation" => d.insert(key, call.form.get("DeprecateAt").cloned().unwrap_or_default()),
+                _ => d.remove(&key),
             };
         }
         let body = format!(

@@ -2,11 +2,13 @@
 //! as EC2 shows them: moto keeps each account's images apart, so the gateway asks the other
 //! accounts it knows for what they let the caller launch, applies the request's owner filter
 //! itself (moto ignores Owners when ImageIds are given; EC2 does not), and adds those images to
-//! the caller's answer.
+//! the caller's answer. Where moto differs from EC2 on what an image shows, the answer is
+//! mended: deprecation times (kept by the gateway) and disabled images (left out by default; a
+//! disabled image is shared with no one).
 
 use crate::http::{xml_elements, xml_unescape};
 use crate::iam::lookups::Moto;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The `<item>`s directly inside `<imagesSet>`, each whole (nested items included).
 pub fn image_items(xml: &str) -> Vec<&str> {
@@ -76,6 +78,10 @@ pub async fn visible_from_others(
             continue;
         };
         for item in image_items(&xml) {
+            // DisableImage makes an image private and takes every launch permission away.
+            if field(item, "imageState").as_deref() == Some("disabled") {
+                continue;
+            }
             let owner = field(item, "imageOwnerId").unwrap_or_default();
             if !wanted_owners.is_empty() && !wanted_owners.contains(&owner) {
                 continue;
@@ -115,6 +121,39 @@ pub fn own_filtered(xml: &str, form: &BTreeMap<String, String>, caller: &str) ->
         &xml[..start],
         &xml[end + "</imagesSet>".len()..]
     )
+}
+
+/// A DescribeImages answer as EC2 gives it: each deprecated image with its `deprecationTime`
+/// (`deprecations`: image id → time, in the answer's region), and disabled images only when the
+/// request says `IncludeDisabled` (moto shows them always).
+pub fn as_ec2_shows(xml: &str, form: &BTreeMap<String, String>, deprecations: &HashMap<String, String>) -> String {
+    let include_disabled = form.get("IncludeDisabled").is_some_and(|v| v == "true");
+    let (Some(start), Some(end)) = (xml.find("<imagesSet>"), xml.rfind("</imagesSet>")) else {
+        return xml.to_owned();
+    };
+    let kept: String = image_items(xml)
+        .into_iter()
+        .filter(|item| include_disabled || field(item, "imageState").as_deref() != Some("disabled"))
+        .map(
+            |item| match field(item, "imageId").and_then(|id| deprecations.get(&id)) {
+                Some(at) if !item.contains("<deprecationTime>") => item.replacen(
+                    "</imageId>",
+                    &format!("</imageId><deprecationTime>{}</deprecationTime>", xml_escape(at)),
+                    1,
+                ),
+                _ => item.to_owned(),
+            },
+        )
+        .collect();
+    format!(
+        "{}<imagesSet>{kept}</imagesSet>{}",
+        &xml[..start],
+        &xml[end + "</imagesSet>".len()..]
+    )
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The caller's DescribeImages answer with `extra` images added (the caller's own answer may be
@@ -168,6 +207,29 @@ mod tests {
         assert_eq!(field(items[0], "imageId").as_deref(), Some("ami-2"));
         assert!(kept.ends_with("</imagesSet></DescribeImagesResponse>"));
         assert_eq!(own_filtered(ANSWER, &BTreeMap::new(), "2"), ANSWER);
+    }
+
+    #[test]
+    fn deprecation_times_are_shown_and_disabled_images_only_when_asked_for() {
+        let answer = ANSWER.replace(
+            "<isPublic>true</isPublic>",
+            "<isPublic>true</isPublic><imageState>disabled</imageState>",
+        );
+        let deprecations: HashMap<String, String> = [("ami-1".to_owned(), "2026-11-26T10:00:00Z".to_owned())].into();
+        let shown = as_ec2_shows(&answer, &BTreeMap::new(), &deprecations);
+        let items = image_items(&shown);
+        assert_eq!(items.len(), 1, "the disabled image is left out by default: {shown}");
+        assert_eq!(
+            field(items[0], "deprecationTime").as_deref(),
+            Some("2026-11-26T10:00:00Z")
+        );
+        assert!(items[0].contains("/dev/xvda"), "the rest of the image stays");
+        let asked: BTreeMap<String, String> = [("IncludeDisabled".to_owned(), "true".to_owned())].into();
+        let shown = as_ec2_shows(&answer, &asked, &HashMap::new());
+        assert_eq!(image_items(&shown).len(), 2);
+        assert_eq!(field(image_items(&shown)[0], "deprecationTime"), None);
+        let empty = "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>";
+        assert_eq!(as_ec2_shows(empty, &asked, &deprecations), empty);
     }
 
     #[test]
