@@ -9,7 +9,7 @@ use bakery_aws::{classify, with_retries, BakeError};
 use bakery_core::bake::{BakeRequest, BuildStarted, RegionPublished};
 use bakery_core::ids::{AccountId, AmiId, Arn};
 use bakery_core::publication::{
-    BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi, PUBLICATION_SCHEMA,
+    Attempt, BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi, PUBLICATION_SCHEMA,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -122,6 +122,7 @@ fn publication(status: BakeStatus, state: &State, execution_arn: &str) -> Result
             })),
             BakeStatus::Published => None,
         },
+        attempt: Some(Attempt::of(req.attempt, req.max_attempts, status)),
     })
 }
 
@@ -281,6 +282,33 @@ mod tests {
         assert_eq!(attrs["status"].string_value(), Some("FAILED"));
         assert_eq!(attrs["pipeline"].string_value(), Some("web"));
         assert!(!attrs.contains_key("channel"), "no policy was read: no channel");
+        let attempt = p.attempt.as_ref().unwrap();
+        assert_eq!(
+            (attempt.number, attempt.max_attempts),
+            (1, 1),
+            "a request without attempts is the only one"
+        );
+        assert!(attempt.exhausted);
+    }
+
+    #[test]
+    fn a_failed_attempt_says_whether_another_follows() {
+        let failure = serde_json::json!({"step": "WaitForBuild", "error": "BuildFailed", "cause": "tests failed"});
+        let arn = "arn:aws:states:us-east-1:111122223333:execution:bake:web-1a2b-a2";
+        let second_of_three = state(serde_json::json!({"failure": failure, "attempt": 2, "maxAttempts": 3}));
+        let p = publication(BakeStatus::Failed, &second_of_three, arn).unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["attempt"]["number"], 2);
+        assert_eq!(json["attempt"]["exhausted"], false);
+        let last = state(serde_json::json!({"failure": failure, "attempt": 3, "maxAttempts": 3}));
+        let p = publication(BakeStatus::Failed, &last, arn).unwrap();
+        assert!(p.attempt.as_ref().unwrap().exhausted);
+        assert!(p
+            .attempt
+            .unwrap()
+            .rebake
+            .unwrap()
+            .contains("no trigger bakes this pipeline"));
     }
 
     #[test]

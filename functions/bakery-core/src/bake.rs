@@ -2,8 +2,9 @@
 //! rules they apply (next recipe version, idempotency tokens, the gate's verdict, lineage tags).
 
 use crate::ids::{AmiId, Region};
-use crate::policy::{Gate, Policy, Severity};
+use crate::policy::{Gate, Policy, Rebake, Severity};
 use crate::trigger::SourceAmi;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -11,7 +12,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BakeRequest {
-    /// Deterministic per (pipeline, source): the execution name and the root of every idempotency token.
+    /// Deterministic per (pipeline, source) and attempt: the execution name and the root of
+    /// every idempotency token, so a new attempt makes a new build instead of finding the
+    /// failed one again.
     pub bake_id: String,
     pub pipeline_arn: String,
     /// The new parent image; None rebuilds on the recipe's current parent.
@@ -23,6 +26,65 @@ pub struct BakeRequest {
     /// Where the bake came from, for the notification (free text such as "soeRelease").
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Which attempt at this (pipeline, source) this is, from 1, and how many the policy allows.
+    #[serde(default = "first")]
+    pub attempt: u32,
+    #[serde(default = "first")]
+    pub max_attempts: u32,
+}
+
+fn first() -> u32 {
+    1
+}
+
+/// The execution name of attempt `attempt` of bake `bake_id`: the bake id itself, then
+/// `<bake id>-a2`, `-a3`, ... (a bake id is at most 57 characters, so this stays within Step
+/// Functions' 80).
+pub fn attempt_id(bake_id: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        bake_id.to_owned()
+    } else {
+        format!("{bake_id}-a{attempt}")
+    }
+}
+
+/// What the trigger does when the execution name of an attempt is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// That attempt runs, succeeded, or waits for a redrive: it is the bake; start nothing.
+    Existing,
+    /// It ended FAILED, TIMED_OUT or ABORTED and the policy allows another: start attempt `n`.
+    Next(u32),
+    /// It failed, and the next attempt may not start before then.
+    NotBefore(DateTime<Utc>),
+    /// It failed, and it was the last attempt the policy allows.
+    Exhausted,
+}
+
+/// Whether a bake whose attempt `attempt` is in Step Functions status `status` (stopped at
+/// `stopped`) is tried again at `now`. The wait after the k-th failure is `backoff_seconds`
+/// × 2^(k-1), from the moment that attempt stopped.
+pub fn after_taken(
+    rebake: &Rebake,
+    attempt: u32,
+    status: &str,
+    stopped: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Taken {
+    if !matches!(status, "FAILED" | "TIMED_OUT" | "ABORTED") {
+        return Taken::Existing;
+    }
+    if attempt >= rebake.max_attempts {
+        return Taken::Exhausted;
+    }
+    let doublings = attempt.saturating_sub(1).min(20);
+    let wait = i64::from(rebake.backoff_seconds).saturating_mul(1 << doublings);
+    let not_before = stopped.unwrap_or(now) + Duration::seconds(wait.min(i64::from(u32::MAX)));
+    if now < not_before {
+        Taken::NotBefore(not_before)
+    } else {
+        Taken::Next(attempt + 1)
+    }
 }
 
 /// StartBuild's output.
@@ -266,6 +328,69 @@ mod tests {
         assert!(id.starts_with("web-app--"), "{id}");
         assert!(id.len() <= 80 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(id, bake_id("web app/β", "ami-0fedcba9876543210"));
+    }
+
+    #[test]
+    fn attempts_have_their_own_names_within_the_limit() {
+        let id = bake_id(&"p".repeat(200), "ami-0a1b2c3d4e5f67890");
+        assert_eq!(attempt_id(&id, 1), id);
+        assert_eq!(attempt_id(&id, 2), format!("{id}-a2"));
+        assert!(attempt_id(&id, 10).len() <= 80, "{}", attempt_id(&id, 10));
+        assert_ne!(client_token(&attempt_id(&id, 2), "start"), client_token(&id, "start"));
+    }
+
+    #[test]
+    fn a_failed_attempt_is_tried_again_after_its_backoff_up_to_the_limit() {
+        let rebake = Rebake {
+            max_attempts: 3,
+            backoff_seconds: 600,
+        };
+        let stopped: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        for status in ["RUNNING", "SUCCEEDED", "PENDING_REDRIVE"] {
+            assert_eq!(
+                after_taken(&rebake, 1, status, None, at("2026-11-27T10:00:00Z")),
+                Taken::Existing,
+                "{status}"
+            );
+        }
+        for status in ["FAILED", "TIMED_OUT", "ABORTED"] {
+            assert_eq!(
+                after_taken(&rebake, 1, status, Some(stopped), at("2026-11-26T10:10:00Z")),
+                Taken::Next(2),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            after_taken(&rebake, 1, "FAILED", Some(stopped), at("2026-11-26T10:09:59Z")),
+            Taken::NotBefore(at("2026-11-26T10:10:00Z"))
+        );
+        // The second failure waits twice as long.
+        assert_eq!(
+            after_taken(&rebake, 2, "FAILED", Some(stopped), at("2026-11-26T10:10:00Z")),
+            Taken::NotBefore(at("2026-11-26T10:20:00Z"))
+        );
+        assert_eq!(
+            after_taken(&rebake, 2, "FAILED", Some(stopped), at("2026-11-26T10:20:00Z")),
+            Taken::Next(3)
+        );
+        assert_eq!(
+            after_taken(&rebake, 3, "FAILED", Some(stopped), at("2030-01-01T00:00:00Z")),
+            Taken::Exhausted
+        );
+        let once = Rebake {
+            max_attempts: 1,
+            backoff_seconds: 0,
+        };
+        assert_eq!(
+            after_taken(&once, 1, "FAILED", Some(stopped), stopped),
+            Taken::Exhausted
+        );
+        let at_once = Rebake {
+            max_attempts: 2,
+            backoff_seconds: 0,
+        };
+        assert_eq!(after_taken(&at_once, 1, "FAILED", None, stopped), Taken::Next(2));
     }
 
     #[test]

@@ -450,12 +450,29 @@ fn image_state_change(ev: EventBridgeEvent<Value>) -> Result<Classification, Cla
 struct ParameterDetail {
     operation: String,
     name: String,
+    /// Set when the change did not happen: an `aws:ec2:image` value that failed Parameter
+    /// Store's asynchronous validation ("Unable to Describe Resource"); the parameter keeps
+    /// its old value, or was never created.
+    #[serde(default)]
+    exception: Option<String>,
+    #[serde(default, rename = "dataType")]
+    data_type: Option<String>,
 }
 
 fn parameter_change(ev: EventBridgeEvent<Value>) -> Result<Classification, ClassifyError> {
     let env = envelope(&ev)?;
     let d: ParameterDetail = typed(ev.detail, "detail")?;
     ids::check_parameter_name(&d.name).map_err(|e| malformed("detail.name", e))?;
+    if let Some(exception) = &d.exception {
+        let data_type = d.data_type.as_deref().map(|t| format!(" of data type {}", echo(t)));
+        return Ok(ignore(format!(
+            "parameter {}: the {} failed validation{} ({}); the parameter did not change",
+            d.name,
+            echo(&d.operation),
+            data_type.unwrap_or_default(),
+            echo(exception)
+        )));
+    }
     if !matches!(d.operation.as_str(), "Create" | "Update") {
         return Ok(ignore(format!(
             "parameter {} had {}; only Create and Update trigger a bake",

@@ -174,6 +174,8 @@ pub fn request(p: &Planned, key: &str, label: &str) -> BakeRequest {
         source_ami: p.source.clone(),
         parent_chain: p.parent_chain.clone(),
         trigger: Some(label.to_owned()),
+        attempt: 1,
+        max_attempts: 1,
     }
 }
 
@@ -199,18 +201,21 @@ pub struct Candidate {
     pub name: String,
     pub state: String,
     pub created: Option<DateTime<Utc>>,
+    /// EC2's `DeprecationTime`: from then on the image is deprecated.
+    pub deprecation_time: Option<DateTime<Utc>>,
     /// EC2's `imageAllowed`: whether the account's Allowed AMIs setting admits the image
     /// (absent when the setting is disabled).
     pub image_allowed: Option<bool>,
 }
 
-/// The newest available AMI that a policy follows by owner and name pattern. An AMI whose
-/// owner the policy does not trust is never chosen, whatever its name or date: a name can be
-/// copied by anyone (the whoAMI attack).
-pub fn newest_base<'a>(policy: &Policy, candidates: &'a [Candidate]) -> Option<&'a Candidate> {
+/// The newest available, not deprecated AMI that a policy follows by owner and name pattern.
+/// An AMI whose owner the policy does not trust is never chosen, whatever its name or date: a
+/// name can be copied by anyone (the whoAMI attack).
+pub fn newest_base<'a>(policy: &Policy, candidates: &'a [Candidate], now: DateTime<Utc>) -> Option<&'a Candidate> {
     candidates
         .iter()
         .filter(|c| c.state == "available")
+        .filter(|c| c.deprecation_time.is_none_or(|t| t > now))
         .filter(|c| policy.trusted_owners.contains(&c.owner))
         .filter(|c| policy.follows_ami(&c.owner, &c.name))
         .max_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)))
@@ -453,6 +458,7 @@ mod tests {
             name: name.into(),
             state: "available".into(),
             created: Some(chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, day, 0, 0, 0).unwrap()),
+            deprecation_time: None,
             image_allowed: None,
         }
     }
@@ -465,9 +471,16 @@ mod tests {
         let attacker = candidate("ami-0000000000000000c", "999988887777", "soe-al2023-2026.11.3", 3);
         let mut pending = candidate("ami-0000000000000000d", SOE, "soe-al2023-2026.11.4", 4);
         pending.state = "pending".into();
-        let all = [good, newer.clone(), attacker.clone(), pending];
-        assert_eq!(newest_base(&p, &all), Some(&newer));
-        assert_eq!(newest_base(&p, &[attacker]), None);
+        // The SOE team withdrew its newest release: deprecated, it is no base, as EC2 hides it
+        // from consumers.
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 10, 0, 0, 0).unwrap();
+        let mut withdrawn = candidate("ami-0000000000000000e", SOE, "soe-al2023-2026.11.5", 5);
+        withdrawn.deprecation_time = Some(now);
+        let mut deprecating = newer.clone();
+        deprecating.deprecation_time = Some(now + chrono::Duration::days(30));
+        let all = [good, deprecating.clone(), attacker.clone(), pending, withdrawn];
+        assert_eq!(newest_base(&p, &all, now), Some(&deprecating));
+        assert_eq!(newest_base(&p, &[attacker], now), None);
     }
 
     #[test]

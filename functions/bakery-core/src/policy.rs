@@ -5,6 +5,7 @@
 //! `schema/bake-policy.schema.json`; a test keeps the two in step.
 
 use crate::ids::{self, echo, kind_of, AccountId, AmiId, Region};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,12 @@ pub const MAX_SHARE_ENTITIES: usize = 1000;
 pub const MAX_CONCURRENCY: u64 = 40;
 const DEFAULT_CONCURRENCY: u32 = 5;
 const DEFAULT_KEEP: u32 = 3;
+/// Attempts per (pipeline, source AMI), the first included.
+pub const MAX_ATTEMPTS: u64 = 10;
+const DEFAULT_ATTEMPTS: u32 = 3;
+/// Longest wait after a failed attempt before the next may start (a day).
+pub const MAX_BACKOFF_SECONDS: u64 = 86_400;
+const DEFAULT_BACKOFF_SECONDS: u32 = 900;
 const DEFAULT_CHANNEL: &str = "stable";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +38,7 @@ pub struct Policy {
     pub publish: Publish,
     pub notify: Notify,
     pub retention: Retention,
+    pub rebake: Rebake,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +170,25 @@ pub struct Retention {
     pub keep: u32,
 }
 
+/// How a bake that failed is tried again. The next trigger for the same pipeline and source
+/// starts a new attempt (a new execution name), once the previous attempt has been stopped for
+/// `backoff_seconds` (doubled for each further failure), until `max_attempts` have run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebake {
+    pub max_attempts: u32,
+    pub backoff_seconds: u32,
+}
+
+impl Default for Rebake {
+    fn default() -> Self {
+        Rebake {
+            max_attempts: DEFAULT_ATTEMPTS,
+            backoff_seconds: DEFAULT_BACKOFF_SECONDS,
+        }
+    }
+}
+
 /// One problem in a policy document, at a path like `publish.regions[2].kmsKeyId`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
@@ -226,8 +253,11 @@ impl Policy {
         }
     }
 
-    /// Whether an AMI, as an owner-filtered DescribeImages returned it, may be baked on.
-    pub fn check_source(&self, ami: &ObservedAmi) -> Result<(), TrustError> {
+    /// Whether an AMI, as an owner-filtered DescribeImages returned it, may be baked on at `now`:
+    /// a trusted owner (the one the event claimed, if it claimed one), `available`, and not
+    /// deprecated. A deprecated or disabled image is one its owner withdrew: baking on it would
+    /// be a downgrade, whoever announces it.
+    pub fn check_source(&self, ami: &ObservedAmi, now: DateTime<Utc>) -> Result<(), TrustError> {
         if !self.trusted_owners.contains(&ami.owner) {
             return Err(TrustError::SourceNotTrusted {
                 image_id: ami.image_id.clone(),
@@ -243,10 +273,21 @@ impl Policy {
                 });
             }
         }
+        if ami.state == "disabled" {
+            return Err(TrustError::SourceDisabled {
+                image_id: ami.image_id.clone(),
+            });
+        }
         if ami.state != "available" {
             return Err(TrustError::SourceNotAvailable {
                 image_id: ami.image_id.clone(),
                 state: ami.state.clone(),
+            });
+        }
+        if let Some(since) = ami.deprecation_time.filter(|t| *t <= now) {
+            return Err(TrustError::SourceDeprecated {
+                image_id: ami.image_id.clone(),
+                since,
             });
         }
         Ok(())
@@ -269,6 +310,8 @@ pub struct ObservedAmi {
     pub image_id: AmiId,
     pub owner: AccountId,
     pub state: String,
+    /// EC2's `DeprecationTime`: from then on the image is deprecated.
+    pub deprecation_time: Option<DateTime<Utc>>,
     pub claimed_owner: Option<AccountId>,
 }
 
@@ -284,6 +327,10 @@ pub enum TrustError {
     },
     #[error("source AMI {image_id} is {state}, not available")]
     SourceNotAvailable { image_id: AmiId, state: String },
+    #[error("source AMI {image_id} is disabled by its owner")]
+    SourceDisabled { image_id: AmiId },
+    #[error("source AMI {image_id} is deprecated since {since}")]
+    SourceDeprecated { image_id: AmiId, since: DateTime<Utc> },
 }
 
 impl TrustError {
@@ -291,6 +338,8 @@ impl TrustError {
         match self {
             TrustError::SourceNotTrusted { .. } | TrustError::OwnerMismatch { .. } => "SourceNotTrusted",
             TrustError::SourceNotAvailable { .. } => "SourceNotAvailable",
+            TrustError::SourceDisabled { .. } => "SourceDisabled",
+            TrustError::SourceDeprecated { .. } => "SourceDeprecated",
         }
     }
 }
@@ -559,6 +608,7 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         "publish",
         "notify",
         "retention",
+        "rebake",
     ];
     let obj = r.object(v, "", KEYS)?;
 
@@ -607,6 +657,10 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         Some(v) => read_retention(r, v),
         None => Some(Retention { keep: DEFAULT_KEEP }),
     };
+    let rebake = match obj.get("rebake") {
+        Some(v) => read_rebake(r, v),
+        None => Some(Rebake::default()),
+    };
 
     Some(Policy {
         pipeline_arn: pipeline_arn?,
@@ -617,6 +671,7 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         publish: publish?,
         notify: notify?,
         retention: retention?,
+        rebake: rebake?,
     })
 }
 
@@ -838,6 +893,22 @@ fn read_retention(r: &mut Reader, v: &Value) -> Option<Retention> {
     Some(Retention { keep })
 }
 
+fn read_rebake(r: &mut Reader, v: &Value) -> Option<Rebake> {
+    let obj = r.object(v, "rebake", &["maxAttempts", "backoffSeconds"])?;
+    let max_attempts = match obj.get("maxAttempts") {
+        Some(v) => r.count(v, "rebake.maxAttempts", 1, MAX_ATTEMPTS),
+        None => Some(DEFAULT_ATTEMPTS),
+    };
+    let backoff_seconds = match obj.get("backoffSeconds") {
+        Some(v) => r.count(v, "rebake.backoffSeconds", 0, MAX_BACKOFF_SECONDS),
+        None => Some(DEFAULT_BACKOFF_SECONDS),
+    };
+    Some(Rebake {
+        max_attempts: max_attempts?,
+        backoff_seconds: backoff_seconds?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,6 +1000,7 @@ mod tests {
             "publish.ssmParameters[0]: parameter names beginning with aws or ssm are reserved",
             "notify.topicArn: not an SNS topic ARN",
             "retention.keep: 0 is out of range",
+            "rebake.maxAttempts: 0 is out of range",
         ];
         for w in want {
             assert!(
@@ -1023,19 +1095,24 @@ mod tests {
             image_id: AmiId::parse("ami-0a1b2c3d4e5f67890").unwrap(),
             owner: acct(owner),
             state: state.into(),
+            deprecation_time: None,
             claimed_owner: claimed.map(acct),
         }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T10:00:00Z".parse().unwrap()
     }
 
     #[test]
     fn only_trusted_available_sources_are_baked() {
         let p = Policy::parse(WEB_APP.as_bytes()).unwrap();
         assert_eq!(
-            p.check_source(&observed("444455556666", "available", Some("444455556666"))),
+            p.check_source(&observed("444455556666", "available", Some("444455556666")), now()),
             Ok(())
         );
         let untrusted = p
-            .check_source(&observed("999988887777", "available", None))
+            .check_source(&observed("999988887777", "available", None), now())
             .unwrap_err();
         assert_eq!(untrusted.error_type(), "SourceNotTrusted");
         assert!(untrusted
@@ -1043,12 +1120,73 @@ mod tests {
             .contains("999988887777, which is not a trusted owner"));
         // The event said the SOE account owns it; EC2 says otherwise: refuse.
         let spoofed = p
-            .check_source(&observed("444455556666", "available", Some("111122223333")))
+            .check_source(&observed("444455556666", "available", Some("111122223333")), now())
             .unwrap_err();
         assert!(matches!(spoofed, TrustError::OwnerMismatch { .. }));
         assert_eq!(spoofed.error_type(), "SourceNotTrusted");
-        let pending = p.check_source(&observed("444455556666", "pending", None)).unwrap_err();
+        let pending = p
+            .check_source(&observed("444455556666", "pending", None), now())
+            .unwrap_err();
         assert_eq!(pending.error_type(), "SourceNotAvailable");
+    }
+
+    #[test]
+    fn a_withdrawn_source_of_a_trusted_owner_is_refused() {
+        let p = Policy::parse(WEB_APP.as_bytes()).unwrap();
+        let disabled = p
+            .check_source(&observed("444455556666", "disabled", None), now())
+            .unwrap_err();
+        assert_eq!(disabled.error_type(), "SourceDisabled");
+        assert!(disabled.to_string().contains("disabled by its owner"), "{disabled}");
+
+        let mut deprecated = observed("444455556666", "available", None);
+        deprecated.deprecation_time = Some("2026-11-26T09:59:00Z".parse().unwrap());
+        let e = p.check_source(&deprecated, now()).unwrap_err();
+        assert_eq!(e.error_type(), "SourceDeprecated");
+        assert!(e.to_string().contains("deprecated since 2026-11-26 09:59:00"), "{e}");
+        // Deprecated at this very moment counts; a deprecation still to come does not.
+        deprecated.deprecation_time = Some(now());
+        assert!(p.check_source(&deprecated, now()).is_err());
+        deprecated.deprecation_time = Some("2027-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(p.check_source(&deprecated, now()), Ok(()));
+        // An untrusted owner is named as such first, whatever the image's state.
+        let mut theirs = observed("999988887777", "disabled", None);
+        theirs.deprecation_time = Some(now());
+        assert_eq!(
+            p.check_source(&theirs, now()).unwrap_err().error_type(),
+            "SourceNotTrusted"
+        );
+    }
+
+    #[test]
+    fn rebake_settings_default_and_are_bounded() {
+        let p = Policy::parse(MINIMAL.as_bytes()).unwrap();
+        assert_eq!(
+            p.rebake,
+            Rebake {
+                max_attempts: 3,
+                backoff_seconds: 900
+            }
+        );
+        let p = Policy::parse(WEB_APP.as_bytes()).unwrap();
+        assert_eq!(
+            p.rebake,
+            Rebake {
+                max_attempts: 3,
+                backoff_seconds: 1800
+            }
+        );
+        let got =
+            errors(&web_app_with(
+                |v| v["rebake"] = serde_json::json!({"maxAttempts": 0, "backoffSeconds": 86401, "backoff": 1}),
+            ));
+        for want in [
+            "rebake.backoff: unknown field",
+            "rebake.maxAttempts: 0 is out of range; expected 1 to 10",
+            "rebake.backoffSeconds: 86401 is out of range; expected 0 to 86400",
+        ] {
+            assert!(got.iter().any(|g| g.starts_with(want)), "missing {want:?} in {got:?}");
+        }
     }
 
     #[test]

@@ -51,6 +51,45 @@ pub struct Publication {
     pub gate: Option<GateSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+}
+
+/// Which attempt at its (pipeline, source AMI) the bake was. After a failure, `rebake` says
+/// whether another attempt will follow, and `exhausted` is true when this was the last one the
+/// policy allows: that message is the one that says nothing more will start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub number: u32,
+    pub max_attempts: u32,
+    pub exhausted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebake: Option<String>,
+}
+
+impl Attempt {
+    pub fn of(number: u32, max_attempts: u32, status: BakeStatus) -> Attempt {
+        let exhausted = status == BakeStatus::Failed && number >= max_attempts;
+        let rebake = match status {
+            BakeStatus::Published => None,
+            BakeStatus::Failed if exhausted => Some(format!(
+                "attempt {number} of {max_attempts} failed; it was the last the policy's rebake.maxAttempts allows, \
+                 so no trigger bakes this pipeline on this source again (a new source AMI, or a higher maxAttempts, does)"
+            )),
+            BakeStatus::Failed => Some(format!(
+                "attempt {number} of {max_attempts} failed; the next trigger for this pipeline and source starts attempt {} \
+                 once the policy's rebake backoff has passed",
+                number + 1
+            )),
+        };
+        Attempt {
+            number,
+            max_attempts,
+            exhausted,
+            rebake,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,4 +135,30 @@ pub struct Lineage {
     pub recipe_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_build_version_arn: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_failed_attempt_is_exhausted() {
+        let a = Attempt::of(1, 3, BakeStatus::Failed);
+        assert!(!a.exhausted);
+        assert!(a.rebake.as_deref().unwrap().contains("starts attempt 2"), "{a:?}");
+        let last = Attempt::of(3, 3, BakeStatus::Failed);
+        assert!(last.exhausted);
+        assert!(last
+            .rebake
+            .as_deref()
+            .unwrap()
+            .contains("attempt 3 of 3 failed; it was the last"));
+        let published = Attempt::of(3, 3, BakeStatus::Published);
+        assert!(!published.exhausted && published.rebake.is_none());
+        assert_eq!(
+            serde_json::to_value(&last).unwrap()["maxAttempts"],
+            3,
+            "camelCase on the wire"
+        );
+    }
 }

@@ -67,6 +67,8 @@ fn structural_violations_are_refused_by_both() {
         ("unknown severity", (|v| v["gate"]["maxFindings"]["severe"] = json!(0))),
         ("unknown onFailure", (|v| v["gate"]["onFailure"] = json!("ignore"))),
         ("concurrency 0", (|v| v["publish"]["concurrency"] = json!(0))),
+        ("no attempts at all", (|v| v["rebake"]["maxAttempts"] = json!(0))),
+        ("unknown rebake field", (|v| v["rebake"]["retries"] = json!(2))),
         (
             "topic is a queue",
             (|v| v["notify"]["topicArn"] = json!("arn:aws:sqs:us-east-1:111122223333:q")),

@@ -4,15 +4,19 @@
 //!
 //! Trust: a source AMI is looked up by ID with the policy's trusted owners as `Owners`, and the
 //! owner EC2 returns is checked again here (an emulator or a proxy that ignores the filter must
-//! not let an untrusted image through). Its state must be available, and where the account's
-//! Allowed AMIs setting is enabled, the image must be allowed. A refusal starts nothing and is
-//! logged as a security event. No AMI is ever chosen by name alone.
+//! not let an untrusted image through). It must be available, neither disabled nor deprecated,
+//! and where the account's Allowed AMIs setting is enabled, the image must be allowed. A refusal
+//! starts nothing and is logged as a security event. No AMI is ever chosen by name alone.
+//!
+//! Re-bakes: a name that is taken belongs to an execution that runs, succeeded or failed
+//! (DescribeExecution says which). A failed one is tried again under the next attempt's name,
+//! within the policy's `rebake` limit and backoff; a running or succeeded one is the bake.
 
 use crate::lookups::{self, Lookups};
 use bakery_aws::BakeError;
-use bakery_core::bake::BakeRequest;
+use bakery_core::bake::{self, BakeRequest, Taken};
 use bakery_core::fanout::{self, Plan, Planned, Seen};
-use bakery_core::policy::ObservedAmi;
+use bakery_core::policy::{ObservedAmi, Rebake};
 use bakery_core::{classify_value, BakeTrigger, Classification, ClassifyError, Origin, Policy};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -71,10 +75,13 @@ pub struct Started {
     pub bake_id: String,
     pub execution_arn: String,
     pub source_ami: Option<String>,
-    /// True when Step Functions answered ExecutionAlreadyExists (the bake ended, or runs with other
-    /// input: the same AMI by another route). A start with the same name and input as a running
-    /// execution is answered with that execution, as if it were new.
+    /// True when Step Functions answered ExecutionAlreadyExists and that execution runs or
+    /// succeeded (the same AMI by another route, or a redelivery after the bake ended). A start
+    /// with the same name and input as a running execution is answered with that execution, as
+    /// if it were new.
     pub already_started: bool,
+    /// 1 for the first attempt at this pipeline and source; more after failed ones.
+    pub attempt: u32,
 }
 
 /// A source the trust rules refused.
@@ -166,12 +173,15 @@ async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, Trigge
                 continue;
             }
         }
-        requests.push(fanout::request(&p, &key, label));
+        let mut request = fanout::request(&p, &key, label);
+        request.max_attempts = policy.rebake.max_attempts;
+        requests.push((request, policy.rebake.clone()));
     }
 
     let total = requests.len();
-    let (started, failures) = start_all(deps, requests).await;
+    let (started, held, failures) = start_all(deps, requests).await;
     report.started = started;
+    report.skipped.extend(held);
     if !failures.is_empty() {
         let detail: Vec<String> = failures.iter().map(|(arn, e)| format!("{arn}: {e}")).collect();
         return Err(TriggerError::StartsIncomplete {
@@ -264,9 +274,25 @@ async fn schedule_source(
         .as_ref()
         .map(|s| s.image_id.to_string())
         .or(recipe_parent.clone());
+    let published = last.is_some();
     let last_base = last.or(recipe_parent);
     if let Err(reason) = fanout::schedule_decision(rebuild, base.as_deref(), last_base.as_deref()) {
-        return Ok(Err(reason));
+        // Before the first published bake the recipe's parent stands for the last base, but a
+        // bake that failed has moved it to its own source already: a bake of this base that
+        // exists is for the start to judge (running, succeeded, or failed and due again).
+        let tried = match (published, &base) {
+            (false, Some(b)) => {
+                execution_exists(
+                    deps,
+                    &bake::bake_id(bakery_core::ids::pipeline_name(&p.pipeline_arn), b),
+                )
+                .await?
+            }
+            _ => false,
+        };
+        if !tried {
+            return Ok(Err(reason));
+        }
     }
     let when = match &trigger.origin {
         Origin::Schedule {
@@ -280,6 +306,29 @@ async fn schedule_source(
         (bakery_core::policy::Rebuild::IfBaseChanged, Some(base)) => base,
         _ => format!("schedule:{when}"),
     }))
+}
+
+/// Whether the bake state machine has (or had, within Step Functions' 90 days) an execution named `name`.
+async fn execution_exists(deps: &Deps, name: &str) -> Result<bool, TriggerError> {
+    let arn = format!(
+        "{}:{name}",
+        deps.state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    );
+    let out = bakery_aws::retry(deps.start_attempts, bakery_aws::full_jitter, || async {
+        deps.sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| bakery_aws::classify("DescribeExecution", e))
+    })
+    .await;
+    match out {
+        Ok(_) => Ok(true),
+        Err(BakeError::Aws { code, .. }) if code == "ExecutionDoesNotExist" => Ok(false),
+        Err(BakeError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The trust rules for one source: owner-filtered lookup, owner and state checked, Allowed AMIs.
@@ -317,9 +366,10 @@ async fn trust(
         image_id: found.image_id.clone(),
         owner: found.owner.clone(),
         state: found.state.clone(),
+        deprecation_time: found.deprecation_time,
         claimed_owner: source.owner.clone(),
     };
-    if let Err(e) = policy.check_source(&observed) {
+    if let Err(e) = policy.check_source(&observed, chrono::Utc::now()) {
         return Ok(refuse(e.error_type(), e.to_string()));
     }
     if let Err(reason) = deps.lookups.allowed(source.region.as_str(), &found).await? {
@@ -328,78 +378,151 @@ async fn trust(
     Ok(Ok(()))
 }
 
+/// What became of one bake's start.
+enum Start {
+    /// Its execution runs (or ran to success) under this name.
+    Running {
+        request: BakeRequest,
+        execution_arn: String,
+        already_started: bool,
+    },
+    /// Its last attempt failed and no new one starts now: why.
+    Held(String),
+}
+
 /// Starts every bake, `deps.concurrency` at a time. Throttling backs off with full jitter;
-/// ExecutionAlreadyExists is success (the same name is the same bake). Returns what started
-/// and what could not.
-async fn start_all(deps: &Deps, requests: Vec<BakeRequest>) -> (Vec<Started>, Vec<(String, String)>) {
+/// a taken name is the same bake unless that execution failed (then the next attempt, within
+/// the policy's rebake limit). Returns what started, what was held back, and what could not.
+async fn start_all(
+    deps: &Deps,
+    requests: Vec<(BakeRequest, Rebake)>,
+) -> (Vec<Started>, Vec<fanout::Skipped>, Vec<(String, String)>) {
     let gate = Arc::new(tokio::sync::Semaphore::new(deps.concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for req in requests {
+    for (req, rebake) in requests {
         let gate = gate.clone();
         let sfn = deps.sfn.clone();
         let machine = deps.state_machine_arn.clone();
         let attempts = deps.start_attempts;
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let out = start_one(&sfn, &machine, &req, attempts).await;
-            (req, out)
+            let pipeline = req.pipeline_arn.clone();
+            (pipeline, start_one(&sfn, &machine, req, &rebake, attempts).await)
         });
     }
-    let (mut started, mut failed) = (Vec::new(), Vec::new());
+    let (mut started, mut held, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((req, Ok((execution_arn, already_started)))) => started.push(Started {
-                pipeline_arn: req.pipeline_arn,
-                bake_id: req.bake_id,
+            Ok((
+                _,
+                Ok(Start::Running {
+                    request,
+                    execution_arn,
+                    already_started,
+                }),
+            )) => started.push(Started {
+                pipeline_arn: request.pipeline_arn,
+                bake_id: request.bake_id,
                 execution_arn,
-                source_ami: req.source_ami.map(|s| s.image_id.to_string()),
+                source_ami: request.source_ami.map(|s| s.image_id.to_string()),
                 already_started,
+                attempt: request.attempt,
             }),
-            Ok((req, Err(e))) => {
-                tracing::error!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, error = %e, "bake not started");
-                failed.push((req.pipeline_arn, e.to_string()));
+            Ok((pipeline_arn, Ok(Start::Held(reason)))) => held.push(fanout::Skipped { pipeline_arn, reason }),
+            Ok((pipeline, Err(e))) => {
+                tracing::error!(%pipeline, error = %e, "bake not started");
+                failed.push((pipeline, e.to_string()));
             }
             Err(e) => failed.push(("?".into(), format!("start task ended abnormally: {e}"))),
         }
     }
     started.sort_by(|a, b| a.pipeline_arn.cmp(&b.pipeline_arn));
-    (started, failed)
+    (started, held, failed)
 }
 
+/// Starts one bake: its first attempt's name, then, while the name is taken by a failed
+/// execution, the next attempt's.
 async fn start_one(
     sfn: &aws_sdk_sfn::Client,
     machine: &str,
-    req: &BakeRequest,
+    mut req: BakeRequest,
+    rebake: &Rebake,
     attempts: u32,
-) -> Result<(String, bool), BakeError> {
-    let input = serde_json::to_string(req).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
-    let existing = || {
-        format!(
-            "{}:{}",
-            machine.replacen(":stateMachine:", ":execution:", 1),
-            req.bake_id
-        )
-    };
-    let out = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
-        sfn.start_execution()
-            .state_machine_arn(machine)
-            .name(&req.bake_id)
-            .input(&input)
-            .send()
-            .await
-            .map_err(|e| bakery_aws::classify("StartExecution", e))
-    })
-    .await;
-    match out {
-        Ok(o) => {
-            tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, execution = %o.execution_arn, "bake started");
-            Ok((o.execution_arn, false))
+) -> Result<Start, BakeError> {
+    let root = req.bake_id.clone();
+    loop {
+        let input = serde_json::to_string(&req).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
+        let out = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
+            sfn.start_execution()
+                .state_machine_arn(machine)
+                .name(&req.bake_id)
+                .input(&input)
+                .send()
+                .await
+                .map_err(|e| bakery_aws::classify("StartExecution", e))
+        })
+        .await;
+        let execution_arn = match out {
+            Ok(o) => {
+                tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, attempt = req.attempt, execution = %o.execution_arn, "bake started");
+                return Ok(Start::Running {
+                    request: req,
+                    execution_arn: o.execution_arn,
+                    already_started: false,
+                });
+            }
+            Err(BakeError::Aws { code, .. }) if code == "ExecutionAlreadyExists" => format!(
+                "{}:{}",
+                machine.replacen(":stateMachine:", ":execution:", 1),
+                req.bake_id
+            ),
+            Err(e) => return Err(e),
+        };
+        let described = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
+            sfn.describe_execution()
+                .execution_arn(&execution_arn)
+                .send()
+                .await
+                .map_err(|e| bakery_aws::classify("DescribeExecution", e))
+        })
+        .await?;
+        let status = described.status().as_str().to_owned();
+        let stopped = described
+            .stop_date()
+            .and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
+        match bake::after_taken(rebake, req.attempt, &status, stopped, chrono::Utc::now()) {
+            Taken::Existing => {
+                tracing::info!(bake_id = %req.bake_id, %status, "already started under this name");
+                return Ok(Start::Running {
+                    request: req,
+                    execution_arn,
+                    already_started: true,
+                });
+            }
+            Taken::Next(n) => {
+                tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, %status, next_attempt = n, "re-baking after a failed attempt");
+                req.attempt = n;
+                req.bake_id = bake::attempt_id(&root, n);
+            }
+            Taken::NotBefore(t) => {
+                let reason = format!(
+                    "attempt {} ({}) ended {status}; the next attempt may start from {}",
+                    req.attempt,
+                    req.bake_id,
+                    t.to_rfc3339()
+                );
+                tracing::info!(pipeline = %req.pipeline_arn, %reason, "re-bake waits for its backoff");
+                return Ok(Start::Held(reason));
+            }
+            Taken::Exhausted => {
+                let reason = format!(
+                    "attempt {} of {} ({}) ended {status}; no more attempts on this source (rebake.maxAttempts)",
+                    req.attempt, rebake.max_attempts, req.bake_id
+                );
+                tracing::warn!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, attempts = req.attempt, %reason, "re-bakes exhausted; nothing started");
+                return Ok(Start::Held(reason));
+            }
         }
-        Err(BakeError::Aws { code, .. }) if code == "ExecutionAlreadyExists" => {
-            tracing::info!(bake_id = %req.bake_id, "already started under this name");
-            Ok((existing(), true))
-        }
-        Err(e) => Err(e),
     }
 }
 

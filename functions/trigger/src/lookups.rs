@@ -171,7 +171,9 @@ impl Lookups {
     }
 
     /// One AMI by ID, with `owners` as DescribeImages' owner filter. None when no such owner
-    /// has it. The caller still checks the owner returned.
+    /// has it. The caller still checks the owner returned. Deprecated and disabled images are
+    /// asked for too (EC2 leaves them out by default), so that the trust check refuses them by
+    /// name instead of not finding them.
     pub async fn describe(
         &self,
         region: &str,
@@ -190,6 +192,8 @@ impl Lookups {
             ec2.describe_images()
                 .image_ids(image_id)
                 .set_owners(Some(owners.clone()))
+                .include_deprecated(true)
+                .include_disabled(true)
                 .send()
                 .await
                 .map_err(|e| classify("DescribeImages", e))
@@ -314,7 +318,7 @@ impl Lookups {
                 .await?;
                 all.extend(out.images().iter().filter_map(candidate));
             }
-            return Ok(newest_base(policy, &all).map(|c| SourceAmi {
+            return Ok(newest_base(policy, &all, chrono::Utc::now()).map(|c| SourceAmi {
                 image_id: c.image_id.clone(),
                 region: reg,
                 owner: Some(c.owner.clone()),
@@ -362,15 +366,17 @@ impl Lookups {
 }
 
 fn candidate(i: &aws_sdk_ec2::types::Image) -> Option<Candidate> {
+    let time = |t: Option<&str>| {
+        t.and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    };
     Some(Candidate {
         image_id: AmiId::parse(i.image_id()?).ok()?,
         owner: AccountId::parse(i.owner_id()?).ok()?,
         name: i.name().unwrap_or_default().to_owned(),
         state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        created: i
-            .creation_date()
-            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-            .map(|d| d.with_timezone(&chrono::Utc)),
+        created: time(i.creation_date()),
+        deprecation_time: time(i.deprecation_time()),
         image_allowed: i.image_allowed(),
     })
 }
@@ -386,6 +392,7 @@ mod tests {
             name: name.into(),
             state: "available".into(),
             created: None,
+            deprecation_time: None,
             image_allowed: allowed,
         }
     }

@@ -697,3 +697,224 @@ async fn a_downstream_bakery_rebuilds_when_the_upstream_bakery_publishes() {
     let statuses: Vec<&str> = deliveries.iter().map(|d| d["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["filtered", "delivered"], "{deliveries:?}");
 }
+
+/// The trigger's log lines (JSON, one per line) that mention `needle`.
+fn trigger_log_lines(aws: &LocalAws, needle: &str) -> Vec<Value> {
+    let function = aws.resource("TriggerFunction").unwrap();
+    let text = std::fs::read_to_string(aws.logs.join(format!("{function}.log"))).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The SOE team withdraws releases of its own (a trusted owner): one deprecated, one disabled.
+/// Announced again, neither starts a bake, and each refusal is a security event in the log;
+/// a release whose deprecation is still to come bakes.
+#[tokio::test]
+async fn a_deprecated_or_disabled_release_of_a_trusted_owner_starts_nothing() {
+    let aws = aws().await;
+    let (topic, base) = soe(&aws).await;
+    world::seed_on(&aws, "web", &base, soe_sources(&aws)).await.unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await);
+    let in_secs = |secs: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        aws_sdk_ec2::primitives::DateTime::from_secs((now.as_secs() + secs) as i64)
+    };
+    let deprecate = |image: String, at: aws_sdk_ec2::primitives::DateTime| {
+        ec2.enable_image_deprecation().image_id(image).deprecate_at(at).send()
+    };
+
+    // Deprecated from a moment from now (EC2 refuses a time already past), then announced.
+    let deprecated = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    deprecate(deprecated.clone(), in_secs(2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let described = ec2.describe_images().image_ids(&deprecated).send().await.unwrap();
+    assert!(
+        described.images()[0].deprecation_time().is_some(),
+        "DescribeImages shows the deprecation"
+    );
+    world::publish_release(&aws, &topic, "2026.11.2", &[("us-east-1", &deprecated)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 1).await[0];
+    assert_eq!(out["refused"][0]["imageId"], deprecated.as_str(), "{out}");
+    assert_eq!(out["refused"][0]["errorType"], "SourceDeprecated", "{out}");
+    assert!(out["started"].as_array().unwrap().is_empty(), "{out}");
+
+    // Disabled by its owner, then announced.
+    let disabled = world::register_ami(&aws, "soe-al2023-2026.11.3").await.unwrap();
+    ec2.disable_image().image_id(&disabled).send().await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.3", &[("us-east-1", &disabled)])
+        .await
+        .unwrap();
+    let out = &trigger_results(&aws, 2).await[1];
+    assert_eq!(out["refused"][0]["imageId"], disabled.as_str(), "{out}");
+    assert_eq!(out["refused"][0]["errorType"], "SourceDisabled", "{out}");
+    assert!(world::executions(&aws).await.unwrap().is_empty(), "nothing started");
+
+    for (image, error_type) in [(&deprecated, "SourceDeprecated"), (&disabled, "SourceDisabled")] {
+        let events = trigger_log_lines(&aws, image);
+        assert!(
+            events.iter().any(|e| {
+                let f = &e["fields"];
+                f["security_event"] == "SourceAmiRefused"
+                    && f["error_type"] == error_type
+                    && f["image_id"] == image.as_str()
+            }),
+            "a security event for {image}: {events:?}"
+        );
+    }
+
+    // A release that is to be deprecated next year is no reason to refuse it now.
+    let current = world::register_ami(&aws, "soe-al2023-2026.11.4").await.unwrap();
+    deprecate(current.clone(), in_secs(365 * 86_400)).await.unwrap();
+    world::publish_release(&aws, &topic, "2026.11.4", &[("us-east-1", &current)])
+        .await
+        .unwrap();
+    let all = executions(&aws, 1).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].input["sourceAmi"]["imageId"], current.as_str());
+}
+
+/// Fires the nightly schedule and waits for the `n`-th bake execution to end.
+async fn fire_and_finish(aws: &LocalAws, n: usize) -> world::BakeReport {
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    let all = executions(aws, n).await;
+    assert_eq!(all.len(), n, "one new execution: {all:?}");
+    let last = &all[n - 1];
+    let source = last.input["sourceAmi"]["imageId"].as_str().unwrap_or_default();
+    world::wait(aws, &last.execution_arn, source, Instant::now(), SETTLE)
+        .await
+        .unwrap()
+}
+
+/// A flaky test phase fails a bake once: the next nightly firing bakes the same source again
+/// under a new attempt name, and publishes. When every attempt the policy allows has failed,
+/// the last one's notification says that nothing more will start, and the next firing starts
+/// nothing.
+#[tokio::test]
+async fn a_failed_bake_is_baked_again_by_the_next_schedule_until_its_limit() {
+    let aws = aws().await;
+    // The SOE account shares its AMIs: their AMI State Changes stay on their own bus, so only
+    // the schedule brings a new base here.
+    let soe_account = "777788889999";
+    let base = shared_ami(&aws, soe_account, "soe-al2023-2026.11.1").await;
+    let nightly = json!({
+        "amis": [{"owner": soe_account, "namePattern": "soe-al2023-*"}],
+        "schedules": [{"name": "bakery-nightly", "rebuild": "ifBaseChanged"}]
+    });
+    let world = world::seed_on(&aws, "web", &base, nightly).await.unwrap();
+    amend_policy(&aws, &world, |p| {
+        p["trustedOwners"] = json!([soe_account]);
+        p["rebake"] = json!({"maxAttempts": 2, "backoffSeconds": 0});
+    })
+    .await;
+    let queue = &world.subscriber_queue_url;
+
+    // 1. The test phase fails once; the next firing re-bakes and publishes.
+    let newer = shared_ami(&aws, soe_account, "soe-al2023-2026.11.2").await;
+    aws.admin().fail_next_build("TESTING", "flaky test").await.unwrap();
+    let first = fire_and_finish(&aws, 1).await;
+    assert_eq!(first.status, "FAILED");
+    let failed = world::notifications(&aws, queue, 1, SETTLE).await.unwrap();
+    assert_eq!(failed[0]["message"]["status"], "FAILED", "{failed:?}");
+    assert_eq!(failed[0]["message"]["attempt"]["exhausted"], false, "{failed:?}");
+
+    let second = fire_and_finish(&aws, 2).await;
+    assert_eq!(second.status, "SUCCEEDED", "{:?}", second.output);
+    let all = world::executions(&aws).await.unwrap();
+    assert_eq!(all[1].input["sourceAmi"]["imageId"], newer.as_str());
+    assert_eq!(all[1].name, format!("{}-a2", all[0].name), "a new attempt name");
+    assert_eq!(all[1].input["attempt"], 2);
+    let published = world::notifications(&aws, queue, 1, SETTLE).await.unwrap();
+    assert_eq!(published[0]["message"]["status"], "PUBLISHED", "{published:?}");
+    assert_eq!(published[0]["message"]["attempt"]["number"], 2, "{published:?}");
+
+    // 2. A newer base fails on both attempts: the second failure is the last word.
+    let newest = shared_ami(&aws, soe_account, "soe-al2023-2026.11.3").await;
+    for n in [3, 4] {
+        aws.admin().fail_next_build("TESTING", "broken test").await.unwrap();
+        assert_eq!(fire_and_finish(&aws, n).await.status, "FAILED");
+    }
+    let all = world::executions(&aws).await.unwrap();
+    assert_eq!(all[3].input["sourceAmi"]["imageId"], newest.as_str());
+    assert_eq!(all[3].name, format!("{}-a2", all[2].name));
+
+    aws.admin().fire_schedule("bakery-nightly").await.unwrap();
+    let out = eventually("the fifth firing's result", SETTLE, || async {
+        let firings: Vec<Value> = trigger_results(&aws, 1)
+            .await
+            .into_iter()
+            .filter(|r| r["trigger"]["origin"]["kind"] == "schedule")
+            .collect();
+        firings.get(4).cloned()
+    })
+    .await;
+    assert!(out["started"].as_array().unwrap().is_empty(), "{out}");
+    let reason = out["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("attempt 2 of 2") && reason.contains("no more attempts"),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(world::executions(&aws).await.unwrap().len(), 4, "nothing more started");
+
+    let told = world::notifications(&aws, queue, 3, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let last_word: Vec<&Value> = told
+        .iter()
+        .filter(|m| m["message"]["attempt"]["exhausted"] == true)
+        .collect();
+    assert_eq!(
+        told.len(),
+        2,
+        "one notification per failed attempt, none for the refusal: {told:?}"
+    );
+    assert_eq!(last_word.len(), 1, "{told:?}");
+    let why = last_word[0]["message"]["attempt"]["rebake"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("attempt 2 of 2 failed") && why.contains("no trigger bakes"),
+        "{why}"
+    );
+}
+
+/// The stack's bus may take other accounts' events (an SOE account's, forwarded); a "Bake
+/// Requested" among them must not reach the trigger. The rules as deployed match an operator's
+/// request of this account, and no rule matches the same request from another account.
+#[tokio::test]
+async fn a_bake_request_from_another_account_reaches_no_rule() {
+    let aws = aws().await;
+    let fixture = std::fs::read(tests::repo().join("events/manual/bake-requested.json")).unwrap();
+    let request: Value = serde_json::from_slice(&fixture).unwrap();
+    let from = |account: &str| {
+        let mut event = request.clone();
+        event["account"] = json!(account);
+        event["region"] = json!(aws.region);
+        event
+    };
+    let rules = &aws.gateway.rules;
+    let ours = from(&aws.account);
+    let matched: Vec<&str> = rules
+        .iter()
+        .filter(|r| gateway::pattern::matches(&r.pattern, &ours))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        matched.len(),
+        1,
+        "this account's request reaches the trigger: {matched:?}"
+    );
+    let theirs = from("777788889999");
+    let matched: Vec<&str> = rules
+        .iter()
+        .filter(|r| gateway::pattern::matches(&r.pattern, &theirs))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(matched.is_empty(), "another account's request reaches {matched:?}");
+}
