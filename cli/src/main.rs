@@ -101,6 +101,11 @@ enum PolicyCommand {
         /// A template parameter as the stack is deployed with it, e.g. `PublishRegions=us-east-1,eu-west-1`.
         #[arg(long = "parameter", value_name = "KEY=VALUE")]
         parameters: Vec<String>,
+        /// Also check the pipeline itself, against AWS (the ordinary credential chain and
+        /// endpoint): every policy must be for it, and its own distribution must not let the
+        /// image leave before the gate.
+        #[arg(long, value_name = "ARN")]
+        pipeline: Option<String>,
     },
     /// Print the policy's JSON schema.
     Schema,
@@ -163,6 +168,38 @@ fn validate_files(files: &[String], stack: &StackParameters) -> Outcome {
         }
     }
     outcome
+}
+
+/// What `--pipeline` adds: each policy is for that pipeline, and the pipeline's distribution
+/// keeps its image home until the gate (read from AWS, as start-build reads it).
+async fn check_pipeline(files: &[String], arn: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parsed = match bakery_core::ids::Arn::parse_kind(arn, "imagebuilder", "image-pipeline", "an image pipeline ARN")
+    {
+        Ok(a) => (a.region.to_owned(), a.account.to_owned()),
+        Err(e) => return vec![format!("--pipeline {arn}: {e}")],
+    };
+    let (region, account) = parsed;
+    for file in files {
+        if let Ok(Ok(p)) = read_input(file).map(|text| Policy::parse(&text)) {
+            if p.pipeline_arn != arn {
+                problems.push(format!("{file}: the policy is for {}, not {arn}", p.pipeline_arn));
+            }
+        }
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.clone()))
+        .load()
+        .await;
+    let ib = aws_sdk_imagebuilder::Client::new(&sdk);
+    let checked = async {
+        let pipeline = bakery_aws::imagebuilder::get_pipeline(&ib, arn).await?;
+        bakery_aws::imagebuilder::check_distribution(&ib, &pipeline, &region, &account).await
+    };
+    if let Err(e) = checked.await {
+        problems.push(format!("--pipeline: {}: {e}", e.error_type()));
+    }
+    problems
 }
 
 /// The stack's template parameters: the template's defaults, overridden as deployed.
@@ -307,9 +344,16 @@ async fn main() -> ExitCode {
                     template,
                     stack,
                     parameters,
+                    pipeline,
                 },
         } => match StackParameters::read(template, stack, &parameters) {
-            Ok(stack) => validate_files(&files, &stack),
+            Ok(stack) => {
+                let mut outcome = validate_files(&files, &stack);
+                if let Some(arn) = pipeline {
+                    outcome.problems.extend(check_pipeline(&files, &arn).await);
+                }
+                outcome
+            }
             Err(e) => Outcome::problem(e),
         },
         Command::Policy {

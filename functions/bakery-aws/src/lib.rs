@@ -41,6 +41,10 @@ pub enum BakeError {
     InvalidInput(String),
     #[error("{0}")]
     NotFound(String),
+    /// The pipeline's own distribution would let the image leave before the gate: the
+    /// settings to change are named. Not retried.
+    #[error("{0}")]
+    UnsafeDistribution(String),
     /// An AMI copy is still in progress: the Task's Retry calls again later, and the copy's
     /// ClientToken hands back the same image.
     #[error("{0}")]
@@ -70,6 +74,7 @@ impl BakeError {
             BakeError::InvalidPolicy(_) => "InvalidPolicy",
             BakeError::InvalidInput(_) => "InvalidInput",
             BakeError::NotFound(_) => "NotFound",
+            BakeError::UnsafeDistribution(_) => "UnsafeDistribution",
             BakeError::CopyPending(_) => "CopyPending",
             BakeError::AccessDenied { .. } => "AccessDenied",
             BakeError::Aws { .. } => "AwsError",

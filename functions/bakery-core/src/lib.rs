@@ -3,6 +3,7 @@
 
 pub mod bake;
 pub mod classify;
+pub mod distribution;
 pub mod fanout;
 pub mod grants;
 pub mod ids;

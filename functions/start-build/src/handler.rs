@@ -4,7 +4,7 @@
 //! never makes a second recipe, update or build.
 
 use aws_sdk_imagebuilder::types::{ImagePipeline, ImageRecipe};
-use bakery_aws::imagebuilder::{get_pipeline, get_recipe};
+use bakery_aws::imagebuilder::{check_distribution, get_pipeline, get_recipe};
 use bakery_aws::{classify, with_retries, BakeError};
 use bakery_core::bake::{client_token, next_patch_version, BakeRequest, BuildStarted};
 use bakery_core::ids::Arn;
@@ -55,6 +55,8 @@ pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeE
         .map_err(|e| BakeError::InvalidPolicy(format!("{pipeline_name}: {}", e.to_string().replace('\n', "; "))))?;
 
     let pipeline = get_pipeline(&deps.ib, &req.pipeline_arn).await?;
+    // Nothing may leave before the gate: the pipeline's own distribution stays home.
+    check_distribution(&deps.ib, &pipeline, &home_region, &account_id).await?;
     let current_arn = pipeline.image_recipe_arn.clone().ok_or_else(|| {
         BakeError::InvalidInput(format!(
             "{} has no image recipe (container pipelines are not baked)",

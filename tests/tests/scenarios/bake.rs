@@ -323,6 +323,102 @@ async fn a_policy_asking_more_than_the_stack_grants_is_refused_before_anything_i
     assert_eq!(recipes.image_recipe_summary_list().len(), 1, "no new recipe version");
 }
 
+/// A pipeline whose own distribution copies to another region and shares with an account would
+/// let the image out before the gate: start-build refuses it, naming each setting, and nothing
+/// is built.
+#[tokio::test]
+async fn a_pipeline_that_distributes_before_the_gate_is_refused_naming_the_settings() {
+    use aws_sdk_imagebuilder::types::{AmiDistributionConfiguration, Distribution, LaunchPermissionConfiguration};
+    let aws = aws("30").await;
+    let (world, release) = seeded(&aws, "web").await;
+    let ib = aws_sdk_imagebuilder::Client::new(&aws.sdk_config(&aws.region).await);
+    let policy_file = std::env::temp_dir().join(format!("bakery-policy-{}.json", std::process::id()));
+    std::fs::write(&policy_file, world.policy.to_string()).unwrap();
+    // Asynchronously: the local AWS answers on this test's runtime.
+    let validate = || async {
+        let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
+            .args(["policy", "validate", "--parameter"])
+            .arg(format!("PublishRegions={}", world::REGIONS.join(",")))
+            .arg("--pipeline")
+            .arg(&world.pipeline_arn)
+            .arg(&policy_file)
+            .envs(aws.env())
+            .output()
+            .await
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(validate().await, (Some(0), String::new()), "the pipeline distributes at home only");
+    let pipeline = ib
+        .get_image_pipeline()
+        .image_pipeline_arn(&world.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_pipeline
+        .unwrap();
+    let shared = AmiDistributionConfiguration::builder()
+        .name("web-{{imagebuilder:buildDate}}")
+        .launch_permission(
+            LaunchPermissionConfiguration::builder()
+                .user_ids("210987654321")
+                .build(),
+        )
+        .build();
+    let wide = ib
+        .create_distribution_configuration()
+        .name("web-wide")
+        .distributions(Distribution::builder().region(&aws.region).build().unwrap())
+        .distributions(
+            Distribution::builder()
+                .region(world::REGIONS[1])
+                .ami_distribution_configuration(shared)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .distribution_configuration_arn
+        .unwrap();
+    ib.update_image_pipeline()
+        .image_pipeline_arn(&world.pipeline_arn)
+        .set_image_recipe_arn(pipeline.image_recipe_arn.clone())
+        .set_infrastructure_configuration_arn(pipeline.infrastructure_configuration_arn.clone())
+        .distribution_configuration_arn(&wide)
+        .send()
+        .await
+        .unwrap();
+
+    // The operator's check says so before any bake, as start-build will.
+    let (code, stderr) = validate().await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("UnsafeDistribution") && stderr.contains("distributions[1].region"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&policy_file);
+
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let m = assert_nothing_published(&aws, &world, "StartBuild").await;
+    assert_eq!(m["message"]["failure"]["error"], "UnsafeDistribution");
+    let cause = m["message"]["failure"]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains(&format!("distributions[1].region: {}", world::REGIONS[1]))
+            && cause.contains("distributions[1].amiDistributionConfiguration.launchPermission.userIds"),
+        "{cause}"
+    );
+    assert!(
+        baked_amis(&aws, world::REGIONS[0]).await.is_empty(),
+        "nothing was built"
+    );
+    let recipes = ib.list_image_recipes().send().await.unwrap();
+    assert_eq!(recipes.image_recipe_summary_list().len(), 1, "no new recipe version");
+}
+
 #[tokio::test]
 async fn a_lost_state_change_event_is_covered_by_the_status_check() {
     let aws = aws("2").await;
