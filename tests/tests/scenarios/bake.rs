@@ -348,7 +348,11 @@ async fn a_pipeline_that_distributes_before_the_gate_is_refused_naming_the_setti
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    assert_eq!(validate().await, (Some(0), String::new()), "the pipeline distributes at home only");
+    assert_eq!(
+        validate().await,
+        (Some(0), String::new()),
+        "the pipeline distributes at home only"
+    );
     let pipeline = ib
         .get_image_pipeline()
         .image_pipeline_arn(&world.pipeline_arn)
