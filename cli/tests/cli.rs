@@ -127,7 +127,7 @@ fn policy_validate_lists_every_error() {
     let bad = bakery(&["policy", "validate", "schema/examples/broken.json"], b"");
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
-    assert_eq!(err.lines().count(), 18, "{err}");
+    assert_eq!(err.lines().count(), 19, "{err}");
     assert!(err
         .lines()
         .all(|l| l.starts_with("bakery: schema/examples/broken.json: ")));

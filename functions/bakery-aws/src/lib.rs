@@ -49,6 +49,10 @@ pub enum BakeError {
     /// ClientToken hands back the same image.
     #[error("{0}")]
     CopyPending(String),
+    /// The region's concurrent AMI copies are at their quota (EC2's ResourceLimitExceeded on
+    /// CopyImage): the Task's Retry backs off and copies again.
+    #[error("{0}")]
+    CopyLimitExceeded(String),
     /// IAM refused the call (AccessDenied, EC2's UnauthorizedOperation, SNS's AuthorizationError):
     /// the stack's permissions or a resource policy lack it. Not retried.
     #[error("{operation}: {code}: {message}")]
@@ -76,6 +80,7 @@ impl BakeError {
             BakeError::NotFound(_) => "NotFound",
             BakeError::UnsafeDistribution(_) => "UnsafeDistribution",
             BakeError::CopyPending(_) => "CopyPending",
+            BakeError::CopyLimitExceeded(_) => "CopyLimitExceeded",
             BakeError::AccessDenied { .. } => "AccessDenied",
             BakeError::Aws { .. } => "AwsError",
         }

@@ -102,10 +102,13 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     let Clients { ec2, ssm } = deps.clients(region);
     let tags = input.lineage.tags();
 
-    let image_id = if *region == input.image.region {
+    // The home region keeps the build's own AMI, unless the policy encrypts there with its own
+    // key: then the AMI is copied within the region, re-encrypted, and the build's retired.
+    let home = *region == input.image.region;
+    let image_id = if home && input.target.kms_key_id.is_none() {
         input.image.image_id.clone()
     } else {
-        match existing_copy(&ec2, &tags).await? {
+        match existing_copy(&ec2, &tags, &input.image.image_id).await? {
             Some(id) => id,
             None => copy(&ec2, &input, &tags).await?,
         }
@@ -130,6 +133,9 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     .await?;
 
     share(&ec2, &image_id, &snapshot_ids, &input.share_with, OperationType::Add).await?;
+    if home && image_id != input.image.image_id {
+        retire(&ec2, &input.image.image_id, &image_id, &ec2_tags).await?;
+    }
 
     for name in &input.ssm_parameters {
         with_retries(|| async {
@@ -165,7 +171,10 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
     let region = &input.target.region;
     let Clients { ec2, ssm } = deps.clients(region);
     let tags = input.lineage.tags();
-    let mut images: Vec<AmiId> = existing_copy(&ec2, &tags).await?.into_iter().collect();
+    let mut images: Vec<AmiId> = existing_copy(&ec2, &tags, &input.image.image_id)
+        .await?
+        .into_iter()
+        .collect();
     if *region == input.image.region {
         images.push(input.image.image_id.clone());
     }
@@ -308,7 +317,14 @@ async fn copy(
         if let Some(key) = &input.target.kms_key_id {
             call = call.encrypted(true).kms_key_id(key);
         }
-        call.send().await.map_err(|e| classify("CopyImage", e))
+        call.send().await.map_err(|e| match classify("CopyImage", e) {
+            // The region's concurrent copies are at their quota: the state machine waits and
+            // asks again (its Retry on CopyLimitExceeded backs off).
+            BakeError::Aws { code, message, .. } if code == "ResourceLimitExceeded" => {
+                BakeError::CopyLimitExceeded(message)
+            }
+            other => other,
+        })
     })
     .await?;
     let id = out.image_id.unwrap_or_default();
@@ -327,8 +343,59 @@ fn copy_filters(tags: &BTreeMap<String, String>) -> Option<Vec<Filter>> {
         .collect()
 }
 
-/// A copy this bake already made in the region (ours, tagged with the same lineage).
-async fn existing_copy(ec2: &aws_sdk_ec2::Client, tags: &BTreeMap<String, String>) -> Result<Option<AmiId>, BakeError> {
+/// The build's own AMI, superseded in its region by its re-encrypted copy: tagged with its
+/// lineage and the copy that replaces it (the template lets the function deprecate only what
+/// carries this stack's execution tag), then deprecated at once, never shared.
+async fn retire(
+    ec2: &aws_sdk_ec2::Client,
+    build: &AmiId,
+    copy: &AmiId,
+    lineage: &[aws_sdk_ec2::types::Tag],
+) -> Result<(), BakeError> {
+    let mut tags = lineage.to_vec();
+    tags.push(
+        aws_sdk_ec2::types::Tag::builder()
+            .key("bakery:superseded-by")
+            .value(copy.as_str())
+            .build(),
+    );
+    with_retries(|| async {
+        ec2.create_tags()
+            .resources(build.as_str())
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("CreateTags", e))
+    })
+    .await?;
+    // EC2 rounds DeprecateAt up to the minute and refuses a time in the past.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let at = aws_sdk_ec2::primitives::DateTime::from_secs(now + 60);
+    with_retries(|| async {
+        ec2.enable_image_deprecation()
+            .image_id(build.as_str())
+            .deprecate_at(at)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("EnableImageDeprecation", e))
+    })
+    .await?;
+    tracing::info!(build = %build, copy = %copy, "the build's AMI is superseded by its re-encrypted copy");
+    Ok(())
+}
+
+/// A copy this bake already made in the region (ours, tagged with the same lineage), never the
+/// copy's own source.
+async fn existing_copy(
+    ec2: &aws_sdk_ec2::Client,
+    tags: &BTreeMap<String, String>,
+    source: &AmiId,
+) -> Result<Option<AmiId>, BakeError> {
     let Some(filters) = copy_filters(tags) else {
         return Ok(None);
     };
@@ -345,6 +412,7 @@ async fn existing_copy(ec2: &aws_sdk_ec2::Client, tags: &BTreeMap<String, String
         .images()
         .iter()
         .filter_map(|i| AmiId::parse(i.image_id()?).ok())
+        .filter(|id| id != source)
         .min())
 }
 

@@ -10,7 +10,6 @@ use tests::{clients, create_pipeline, local_aws, register_base_ami, wait_for_bui
 
 const HOME: &str = "us-east-1";
 const TARGET: &str = "eu-west-1";
-const KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const ACCOUNTS: [&str; 2] = ["210987654321", "111122223333"];
 const ORG: &str = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5";
 const OU: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-34cd56ef";
@@ -69,7 +68,12 @@ async fn an_ami_is_copied_shared_tagged_and_announced_once() {
     };
     let deps = Deps::new(aws.sdk_config(HOME).await);
 
-    let eu = input(json!({"region": TARGET, "kmsKeyId": KEY}), &image, &lineage);
+    // The target region's key, as the platform team made it (EC2 fails a copy whose key is not there).
+    let key = gateway::iam::lookups::Moto::new(&aws.moto_endpoint)
+        .ensure_kms_alias(TARGET, &aws.account, "alias/ami-copies")
+        .await
+        .unwrap();
+    let eu = input(json!({"region": TARGET, "kmsKeyId": key}), &image, &lineage);
     let published = handle(eu.clone(), &deps).await.unwrap();
     assert_eq!(published.region.as_str(), TARGET);
     assert_ne!(published.image_id.as_str(), ami, "a copy in {TARGET}");
@@ -95,6 +99,15 @@ async fn an_ami_is_copied_shared_tagged_and_announced_once() {
         .collect();
     for (k, v) in lineage.tags() {
         assert_eq!(tags.get(&k), Some(&v), "lineage tag {k}: {tags:?}");
+    }
+    let ebs: Vec<_> = found.block_device_mappings().iter().filter_map(|m| m.ebs()).collect();
+    assert!(!ebs.is_empty(), "{found:?}");
+    for e in ebs {
+        assert_eq!(
+            (e.encrypted(), e.kms_key_id()),
+            (Some(true), Some(key.as_str())),
+            "the region's key"
+        );
     }
 
     let attribute = target

@@ -137,6 +137,23 @@ impl AdminClient {
         .map(drop)
     }
 
+    /// How CopyImage behaves from now on: each copy stays `pending` for `pending_ms`, and at most
+    /// `concurrent_limit` copies may be in progress per account and region (None: no limit).
+    pub async fn copies(&self, pending_ms: u64, concurrent_limit: Option<usize>) -> Result<(), AdminError> {
+        self.call(
+            "POST",
+            "ec2/copies",
+            json!({"pendingMs": pending_ms, "concurrentLimit": concurrent_limit}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Every copy in progress completes now.
+    pub async fn complete_copies(&self) -> Result<(), AdminError> {
+        self.call("POST", "ec2/copies/complete", Value::Null).await.map(drop)
+    }
+
     /// Image deprecations (image id → DeprecateAt), which the gateway keeps for moto.
     pub async fn deprecations(&self) -> Result<std::collections::HashMap<String, String>, AdminError> {
         let v = self.call("GET", "deprecations", Value::Null).await?;

@@ -108,6 +108,8 @@ pub struct Gateway {
     sns_deliveries: Mutex<Vec<Value>>,
     /// EC2 Allowed AMIs settings, answered to GetAllowedImagesSettings.
     allowed_images: Mutex<AllowedImages>,
+    /// CopyImage's tokens, progress and encryption (moto keeps none of them).
+    copies: Mutex<crate::copies::Copies>,
     /// SQS subscriptions of other accounts to a topic (see `subscribe`).
     foreign_subscriptions: Mutex<Vec<ForeignSubscription>>,
     /// Async delay between Lambda's retries of a failed asynchronous invocation.
@@ -147,6 +149,7 @@ impl Gateway {
             sns_deliveries: Mutex::new(Vec::new()),
             allowed_images: Mutex::new(AllowedImages::default()),
             foreign_subscriptions: Mutex::new(Vec::new()),
+            copies: Mutex::new(crate::copies::Copies::default()),
             retry_delay: Duration::from_millis(200),
         })
     }
@@ -205,10 +208,11 @@ impl Gateway {
             {
                 self.parameter_change(parts, body, &call).await
             }
+            "ec2" if operation == "CopyImage" => self.copy_image(parts, body, &call).await,
             "ec2"
                 if matches!(
                     operation.as_str(),
-                    "CreateImage" | "RegisterImage" | "CopyImage" | "DeregisterImage" | "DisableImage" | "EnableImage"
+                    "CreateImage" | "RegisterImage" | "DeregisterImage" | "DisableImage" | "EnableImage"
                 ) =>
             {
                 self.image_change(parts, body, &call).await
@@ -613,7 +617,19 @@ impl Gateway {
                     .collect()
             })
             .unwrap_or_default();
-        let finish = |xml: &str| crate::shared_images::as_ec2_shows(xml, &call.form, &deprecations);
+        let copies = self
+            .copies
+            .lock()
+            .map(|c| c.in_region(&call.region))
+            .unwrap_or_default();
+        let now = std::time::Instant::now();
+        let finish = |xml: &str| {
+            crate::copies::as_ec2_shows(
+                &crate::shared_images::as_ec2_shows(xml, &call.form, &deprecations),
+                &copies,
+                now,
+            )
+        };
         if extra.is_empty() {
             let mut head = head;
             head.headers.remove(hyper::header::CONTENT_LENGTH);
@@ -622,6 +638,115 @@ impl Gateway {
         }
         let xml = crate::shared_images::merged(status.is_success().then_some(own.as_str()), &extra);
         response(200, &[("Content-Type", "text/xml")], finish(&xml))
+    }
+
+    /// CopyImage as EC2 does it (see `copies`): the ClientToken's copy, the copy limit, then
+    /// moto's copy with its tags, its encryption and its progress, and the AMI State Changes
+    /// EC2 sends (pending, then available or failed).
+    async fn copy_image(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        call: &crate::iam::requests::Call,
+    ) -> Response<Body> {
+        use crate::copies::{Before, Copy, CopyRequest, KEY_FAILURE};
+        let req = CopyRequest::from_form(&call.form);
+        let xml = |id: &str| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CopyImageResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{}</requestId><imageId>{id}</imageId></CopyImageResponse>",
+                uuid::Uuid::new_v4()
+            )
+        };
+        let before = self
+            .copies
+            .lock()
+            .map(|c| c.before(&call.account, &call.region, &req, std::time::Instant::now()))
+            .unwrap_or(Before::New);
+        match before {
+            Before::Replay(id) => return response(200, &[("Content-Type", "text/xml")], xml(&id)),
+            Before::Refuse(code, message) => {
+                return response(400, &[("Content-Type", "text/xml")], ec2_error(code, &message))
+            }
+            Before::New => {}
+        }
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return answer;
+        }
+        let bytes = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let Some(id) = xml_elements(&String::from_utf8_lossy(&bytes), "imageId")
+            .first()
+            .map(|s| xml_unescape(s))
+        else {
+            return response(200, &[("Content-Type", "text/xml")], bytes);
+        };
+        let moto = self.iam.moto();
+        let (region, account) = (call.region.clone(), call.account.clone());
+        let mut image_tags = req.tag_specifications.get("image").cloned().unwrap_or_default();
+        if req.copy_image_tags {
+            for (k, v) in moto.ec2_tags(&req.source_region, &account, &req.source_image_id).await {
+                image_tags.entry(k).or_insert(v);
+            }
+        }
+        let described = moto
+            .query_ec2(&region, &account, &[("Action", "DescribeImages"), ("ImageId.1", &id)])
+            .await
+            .unwrap_or_default();
+        let snapshots: Vec<String> = xml_elements(&described, "snapshotId")
+            .iter()
+            .map(|s| xml_unescape(s))
+            .collect();
+        let snapshot_tags = req.tag_specifications.get("snapshot").cloned().unwrap_or_default();
+        for (resources, tags) in [(vec![id.clone()], &image_tags), (snapshots, &snapshot_tags)] {
+            if tags.is_empty() || resources.is_empty() {
+                continue;
+            }
+            let mut params: Vec<(String, String)> = vec![("Action".into(), "CreateTags".into())];
+            for (i, r) in resources.iter().enumerate() {
+                params.push((format!("ResourceId.{}", i + 1), r.clone()));
+            }
+            for (i, (k, v)) in tags.iter().enumerate() {
+                params.push((format!("Tag.{}.Key", i + 1), k.clone()));
+                params.push((format!("Tag.{}.Value", i + 1), v.clone()));
+            }
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            if let Err(e) = moto.query_ec2(&region, &account, &params).await {
+                tracing::warn!(image = %id, error = %e, "could not tag the copy");
+            }
+        }
+        // The key EC2 encrypts the copy's snapshots with: the one named (it must exist in the
+        // target region), else the account's default EBS key.
+        let (kms_key_arn, failure) = match (req.encrypted, &req.kms_key_id) {
+            (false, _) => (None, None),
+            (true, None) => (Some(format!("arn:aws:kms:{region}:{account}:alias/aws/ebs")), None),
+            (true, Some(key)) => match moto.kms_key(&region, &account, key).await {
+                Some((arn, _)) => (Some(arn), None),
+                None => (None, Some(KEY_FAILURE.to_owned())),
+            },
+        };
+        let pending = self.copies.lock().map(|c| c.knobs.pending).unwrap_or_default();
+        let failed = failure.is_some();
+        let copy = Copy {
+            ready_at: std::time::Instant::now() + pending,
+            failure,
+            kms_key_arn,
+        };
+        if let Ok(mut c) = self.copies.lock() {
+            c.made(&account, &region, &req, &id, copy);
+        }
+        self.deliver(crate::service_events::ami_state_change(
+            &account, &region, &id, "pending",
+        ));
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(pending).await;
+            let state = if failed { "failed" } else { "available" };
+            this.deliver(crate::service_events::ami_state_change(&account, &region, &id, state));
+        });
+        response(200, &[("Content-Type", "text/xml")], bytes)
     }
 
     /// Whether `caller` may launch `image_id` in `region`: its own, public, or shared with it.
@@ -1028,6 +1153,23 @@ impl Gateway {
                 200,
                 &json!(self.sns_deliveries.lock().map(|e| e.clone()).unwrap_or_default()),
             ),
+            ("POST", "ec2/copies/complete") => {
+                if let Ok(mut c) = self.copies.lock() {
+                    c.complete_all(std::time::Instant::now());
+                }
+                ok()
+            }
+            ("POST", "ec2/copies") => {
+                let pending = Duration::from_millis(arg["pendingMs"].as_u64().unwrap_or(0));
+                let limit = arg["concurrentLimit"].as_u64().map(|n| n as usize);
+                if let Ok(mut c) = self.copies.lock() {
+                    c.knobs = crate::copies::Knobs {
+                        pending,
+                        concurrent_limit: limit,
+                    };
+                }
+                ok()
+            }
             ("GET", "ec2/allowed-images") => {
                 let a = self.allowed_images.lock().map(|a| a.clone()).unwrap_or_default();
                 json_response(200, &json!({"state": a.state, "imageProviders": a.providers}))

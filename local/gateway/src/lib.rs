@@ -7,6 +7,7 @@
 pub mod admin;
 mod authz;
 mod backend;
+mod copies;
 pub mod deploy;
 pub mod gateway;
 mod http;

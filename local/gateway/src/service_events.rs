@@ -110,7 +110,8 @@ pub fn ami_state_change(account: &str, region: &str, image_id: &str, state: &str
 pub fn image_change(operation: &str, image_param: Option<&str>, answer_xml: &str) -> Option<(String, &'static str)> {
     let answered = || xml_elements(answer_xml, "imageId").first().map(|s| xml_unescape(s));
     match operation {
-        "CreateImage" | "RegisterImage" | "CopyImage" => Some((answered()?, "available")),
+        // CopyImage's own events (pending, then available or failed) come from `copies`.
+        "CreateImage" | "RegisterImage" => Some((answered()?, "available")),
         "DeregisterImage" => Some((image_param?.to_owned(), "deregistered")),
         "DisableImage" => Some((image_param?.to_owned(), "disabled")),
         "EnableImage" => Some((image_param?.to_owned(), "available")),
@@ -155,10 +156,15 @@ mod tests {
 
     #[test]
     fn image_changes() {
-        let xml = "<CopyImageResponse><requestId>x</requestId><imageId>ami-0abc</imageId></CopyImageResponse>";
+        let xml = "<RegisterImageResponse><requestId>x</requestId><imageId>ami-0abc</imageId></RegisterImageResponse>";
+        assert_eq!(
+            image_change("RegisterImage", None, xml),
+            Some(("ami-0abc".into(), "available"))
+        );
         assert_eq!(
             image_change("CopyImage", None, xml),
-            Some(("ami-0abc".into(), "available"))
+            None,
+            "CopyImage's come from copies"
         );
         assert_eq!(
             image_change("DeregisterImage", Some("ami-1"), ""),

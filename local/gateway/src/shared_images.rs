@@ -40,7 +40,7 @@ pub fn image_items(xml: &str) -> Vec<&str> {
     out
 }
 
-fn field(item: &str, tag: &str) -> Option<String> {
+pub fn field(item: &str, tag: &str) -> Option<String> {
     xml_elements(item, tag).first().map(|s| xml_unescape(s))
 }
 

@@ -564,3 +564,161 @@ async fn a_publish_that_fails_in_one_region_leaves_nothing_shared() {
         assert_eq!(s["createVolumePermission"], serde_json::json!([]), "{s}");
     }
 }
+
+/// The key of `alias` in `region`, made if there is none (as a platform team makes it).
+async fn key_arn(aws: &LocalAws, region: &str, alias: &str) -> String {
+    gateway::iam::lookups::Moto::new(&aws.moto_endpoint)
+        .ensure_kms_alias(region, &aws.account, alias)
+        .await
+        .unwrap()
+}
+
+/// The KMS key each EBS mapping of `image` is encrypted with (None: unencrypted).
+fn ebs_keys(image: &aws_sdk_ec2::types::Image) -> Vec<Option<String>> {
+    image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs())
+        .map(|e| {
+            e.encrypted()
+                .unwrap_or(false)
+                .then(|| e.kms_key_id().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// A policy that names a key for a region gets AMIs encrypted with that key there, the home
+/// region included: its AMI is a re-encrypted copy, and the build's own AMI is retired
+/// (deprecated, never shared). A region without a key keeps EC2's defaults.
+#[tokio::test]
+async fn every_published_ami_is_encrypted_with_the_policy_key_for_its_region() {
+    let aws = aws("30").await;
+    let (mut world, release) = seeded(&aws, "web").await;
+    let home_key = key_arn(&aws, world::REGIONS[0], "alias/ami-home").await;
+    let copy_key = key_arn(&aws, world::REGIONS[1], world::COPY_KEY_ALIAS).await;
+    world.policy["publish"]["regions"][0]["kmsKeyId"] = serde_json::json!(format!(
+        "arn:aws:kms:{}:{}:alias/ami-home",
+        world::REGIONS[0],
+        aws.account
+    ));
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
+    let report = world::bake(&aws, &world, &release, &bake_id(&world, &release), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let m = &world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
+        .await
+        .unwrap()[0];
+    let published = |region: &str| {
+        m["message"]["amis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["region"] == region)
+            .and_then(|a| a["imageId"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    for (region, want) in [
+        (world::REGIONS[0], Some(home_key.clone())),
+        (world::REGIONS[1], Some(copy_key.clone())),
+        (world::REGIONS[2], None),
+    ] {
+        let id = published(region);
+        let image = baked_amis(&aws, region)
+            .await
+            .into_iter()
+            .find(|i| i.image_id() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} in {region}"));
+        let keys = ebs_keys(&image);
+        assert!(!keys.is_empty(), "{image:?}");
+        assert!(keys.iter().all(|k| *k == want), "{region}: {keys:?}, want {want:?}");
+    }
+    // The build's own AMI in the home region: superseded, deprecated, shared with no one.
+    let build = baked_amis(&aws, world::REGIONS[0])
+        .await
+        .into_iter()
+        .find(|i| tag(i, "bakery:superseded-by") == Some(published(world::REGIONS[0]).as_str()))
+        .expect("the build's AMI, tagged with the copy that replaces it");
+    assert!(build.deprecation_time().is_some(), "{build:?}");
+    let shares = world::shares(&aws, world::REGIONS[0], build.image_id().unwrap())
+        .await
+        .unwrap();
+    for who in ["accounts", "organizations", "organizationalUnits"] {
+        assert_eq!(shares[who], serde_json::json!([]), "{shares}");
+    }
+}
+
+/// A region whose concurrent copies are at their quota refuses one more (ResourceLimitExceeded):
+/// the copy waits and is tried again, and the bake publishes once the quota frees.
+#[tokio::test]
+async fn a_copy_beyond_the_regions_quota_waits_and_the_bake_publishes() {
+    let aws = aws("30").await;
+    let (world, release) = seeded(&aws, "web").await;
+    // Someone else's copy holds the region's one slot until the test lets it finish.
+    aws.admin().copies(600_000, Some(1)).await.unwrap();
+    ec2(&aws, world::REGIONS[1])
+        .await
+        .copy_image()
+        .source_region(world::REGIONS[0])
+        .source_image_id(&world.base_ami)
+        .name("another-team-copy")
+        .send()
+        .await
+        .unwrap();
+    aws.admin().copies(200, Some(1)).await.unwrap();
+    let started = Instant::now();
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let bake_id = bake_id(&world, &release);
+    let input = serde_json::json!({
+        "bakeId": bake_id,
+        "pipelineArn": world.pipeline_arn,
+        "sourceAmi": {"imageId": release, "region": aws.region},
+        "parentChain": [],
+        "trigger": "soeRelease"
+    });
+    let execution_arn = sfn
+        .start_execution()
+        .state_machine_arn(&world.state_machine_arn)
+        .name(&bake_id)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn;
+    let refusals = || async {
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(&execution_arn)
+            .max_results(1000)
+            .send()
+            .await
+            .ok()?;
+        let n = history
+            .events()
+            .iter()
+            .filter_map(|e| e.lambda_function_failed_event_details())
+            .filter(|d| d.error() == Some("CopyLimitExceeded"))
+            .count();
+        (n >= 2).then_some(n)
+    };
+    tests::eventually("the copy refused and tried again", LIMIT, refusals).await;
+    aws.admin().complete_copies().await.unwrap();
+    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let m = &world::notifications(&aws, &world.subscriber_queue_url, 1, Duration::from_secs(10))
+        .await
+        .unwrap()[0];
+    assert_eq!(m["attributes"]["status"], "PUBLISHED", "{m}");
+    let in_second = baked_amis(&aws, world::REGIONS[1]).await;
+    assert_eq!(
+        in_second.iter().filter(|i| tag(i, "bakery:bake-id").is_some()).count(),
+        1,
+        "one copy of the bake in {}: {in_second:?}",
+        world::REGIONS[1]
+    );
+}
