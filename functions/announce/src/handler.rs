@@ -29,6 +29,9 @@ struct Input {
     status: BakeStatus,
     state: Value,
     execution_arn: String,
+    /// The second step of a published bake: the ledger rows, once its message is out.
+    #[serde(default)]
+    record: bool,
 }
 
 /// The parts of the execution state this step reads; each may be missing on a failure path.
@@ -57,8 +60,17 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
         .build
         .as_ref()
         .map_or(deps.default_topic.clone(), |b| b.policy.notify.topic_arn.clone());
-    if publication.status == BakeStatus::Published {
+    // The message first, the ledger after (its own step, retried on its own): a ledger that
+    // cannot be written never holds back the message, nor sends a second one.
+    if input.record {
+        if publication.status != BakeStatus::Published {
+            return Err(BakeError::InvalidInput(
+                "announce: only a published bake is recorded".into(),
+            ));
+        }
         record(deps, &state, &publication).await?;
+        tracing::info!(bake_id = %state.request.bake_id, "lineage recorded");
+        return Ok(serde_json::json!({"recorded": publication.amis.len()}));
     }
     let message_id = publish(deps, &topic, &publication).await?;
     tracing::info!(%topic, %message_id, status = ?publication.status, bake_id = %state.request.bake_id, "announced");

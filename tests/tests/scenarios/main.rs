@@ -4,6 +4,7 @@
 
 mod accounts;
 mod bake;
+mod faults;
 mod iam;
 mod local_imagebuilder;
 mod local_lambda_events;
