@@ -45,7 +45,10 @@ struct State {
     #[serde(default)]
     gate: Option<Value>,
     #[serde(default)]
-    published: Option<Vec<RegionPublished>>,
+    /// The regions' results: every one a `RegionPublished` when the bake published; on a failed
+    /// publication, also the failures (`{region, error, cause}`), and nothing is announced as
+    /// published (the rollback unshared it).
+    published: Option<Value>,
     #[serde(default)]
     failure: Option<Failure>,
 }
@@ -83,10 +86,13 @@ fn publication(status: BakeStatus, state: &State, execution_arn: &str) -> Result
     let account = AccountId::parse(pipeline.account).map_err(BakeError::InvalidInput)?;
     let mut parents: Vec<AmiId> = req.source_ami.iter().map(|s| s.image_id.clone()).collect();
     parents.extend(req.parent_chain.iter().cloned());
-    let amis = state
-        .published
+    let published: Vec<RegionPublished> = match (&status, &state.published) {
+        (BakeStatus::Published, Some(p)) => serde_json::from_value(p.clone())
+            .map_err(|e| BakeError::InvalidInput(format!("announce state: published: {e}")))?,
+        _ => Vec::new(),
+    };
+    let amis = published
         .iter()
-        .flatten()
         .map(|p| PublishedAmi {
             region: p.region.clone(),
             image_id: p.image_id.clone(),

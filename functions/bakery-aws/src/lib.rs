@@ -86,6 +86,34 @@ impl BakeError {
         }
     }
 
+    /// The error a step reported by its `errorType`, carried further (a region's failure,
+    /// reported once every region has settled). An unknown type is an `Aws` error with that code.
+    pub fn from_error_type(error_type: &str, message: String) -> BakeError {
+        match error_type {
+            "Retryable" => BakeError::Retryable {
+                operation: "PublishRegion".into(),
+                message,
+            },
+            "PipelineBusy" => BakeError::PipelineBusy(message),
+            "InvalidPolicy" => BakeError::InvalidPolicy(message),
+            "InvalidInput" => BakeError::InvalidInput(message),
+            "NotFound" => BakeError::NotFound(message),
+            "UnsafeDistribution" => BakeError::UnsafeDistribution(message),
+            "CopyPending" => BakeError::CopyPending(message),
+            "CopyLimitExceeded" => BakeError::CopyLimitExceeded(message),
+            "AccessDenied" => BakeError::AccessDenied {
+                operation: "PublishRegion".into(),
+                code: "AccessDenied".into(),
+                message,
+            },
+            other => BakeError::Aws {
+                operation: "PublishRegion".into(),
+                code: other.into(),
+                message,
+            },
+        }
+    }
+
     pub fn retryable(&self) -> bool {
         matches!(self, BakeError::Retryable { .. })
     }

@@ -113,7 +113,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
             None => copy(&ec2, &input, &tags).await?,
         }
     };
-    let snapshot_ids = wait_available(&ec2, &image_id).await?;
+    let snapshot_ids = wait_available(&ec2, &image_id, region).await?;
 
     // Tagged before it is shared: the template lets the function share only what carries this
     // stack's lineage tags.
@@ -160,6 +160,42 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
         snapshot_ids,
         parameters: input.ssm_parameters,
     })
+}
+
+/// After every region has settled (each failure caught as `{region, error, cause}` so that no
+/// region is still publishing when the rollback starts): the regions' results, or the first
+/// failure as the error it was, naming every region that failed.
+pub fn check(payload: Value) -> Result<Value, BakeError> {
+    let results = payload["published"]
+        .as_array()
+        .ok_or_else(|| BakeError::InvalidInput("check: published: expected the regions' results".into()))?;
+    let failed: Vec<&Value> = results.iter().filter(|r| r.get("error").is_some()).collect();
+    let Some(first) = failed.first() else {
+        return Ok(Value::Array(results.clone()));
+    };
+    // A Lambda error's Cause is its {errorType, errorMessage} as JSON.
+    let message = |r: &Value| {
+        let cause = r["cause"].as_str().unwrap_or_default();
+        let text = serde_json::from_str::<Value>(cause)
+            .ok()
+            .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| cause.to_owned());
+        format!(
+            "{}: {}: {text}",
+            r["region"].as_str().unwrap_or("?"),
+            r["error"].as_str().unwrap_or("?")
+        )
+    };
+    let all: Vec<String> = failed.iter().map(|r| message(r)).collect();
+    Err(BakeError::from_error_type(
+        first["error"].as_str().unwrap_or("AwsError"),
+        format!(
+            "publishing failed in {} of {} regions: {}",
+            failed.len(),
+            results.len(),
+            all.join("; ")
+        ),
+    ))
 }
 
 /// Undoes a region's publication after the bake failed elsewhere, so nothing stays half-shared:
@@ -437,7 +473,11 @@ fn progress(state: Option<&ImageState>, reason: Option<&str>) -> Progress {
 }
 
 /// Waits until the image is available, up to [`COPY_WAIT`]; returns its snapshot IDs.
-async fn wait_available(ec2: &aws_sdk_ec2::Client, image_id: &AmiId) -> Result<Vec<String>, BakeError> {
+async fn wait_available(
+    ec2: &aws_sdk_ec2::Client,
+    image_id: &AmiId,
+    region: &Region,
+) -> Result<Vec<String>, BakeError> {
     let start = Instant::now();
     loop {
         let image = bakery_aws::images::describe_own(ec2, image_id.as_str()).await?;
@@ -452,12 +492,12 @@ async fn wait_available(ec2: &aws_sdk_ec2::Client, image_id: &AmiId) -> Result<V
                 return Err(BakeError::Aws {
                     operation: "CopyImage".into(),
                     code: "CopyFailed".into(),
-                    message: format!("{image_id} is {why}"),
+                    message: format!("{image_id} in {region} is {why}"),
                 })
             }
             Progress::Pending if start.elapsed() + COPY_POLL > COPY_WAIT => {
                 return Err(BakeError::CopyPending(format!(
-                    "{image_id} is not available after {COPY_WAIT:?}"
+                    "{image_id} in {region} is not available after {COPY_WAIT:?}"
                 )))
             }
             Progress::Pending => tokio::time::sleep(COPY_POLL).await,
@@ -611,5 +651,28 @@ mod tests {
         refuse(&|v| v["shareWith"]["accounts"] = json!(["12345"]), "shareWith.accounts");
         refuse(&|v| v["image"]["name"] = json!(""), "image.name");
         refuse(&|v| *v = json!([]), "publish input");
+    }
+
+    #[test]
+    fn a_failed_region_comes_back_as_its_own_error_once_all_have_settled() {
+        let ok = json!({"region": "us-east-1", "imageId": "ami-1", "snapshotIds": [], "parameters": []});
+        assert_eq!(check(json!({"published": [ok.clone()]})).unwrap(), json!([ok]));
+        let failed = json!({
+            "region": "ap-southeast-2",
+            "error": "AccessDenied",
+            "cause": "{\"errorType\":\"AccessDenied\",\"errorMessage\":\"CopyImage: UnauthorizedOperation\"}"
+        });
+        let err = check(json!({"published": [ok, failed]})).unwrap_err();
+        assert_eq!(err.error_type(), "AccessDenied");
+        let text = err.to_string();
+        assert!(
+            text.contains("1 of 2 regions")
+                && text.contains("ap-southeast-2: AccessDenied: CopyImage: UnauthorizedOperation"),
+            "{text}"
+        );
+        assert_eq!(
+            check(json!({"published": {}})).unwrap_err().error_type(),
+            "InvalidInput"
+        );
     }
 }

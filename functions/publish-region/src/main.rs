@@ -10,6 +10,8 @@ async fn main() -> Result<(), Error> {
         // The rollback of a failed publication is the same step run backwards.
         if e.payload["revoke"] == true {
             publish_region::revoke(e.payload, &deps).await
+        } else if e.payload["check"] == true {
+            publish_region::check(e.payload)
         } else {
             publish_region::handle(e.payload, &deps)
                 .await

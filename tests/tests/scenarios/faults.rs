@@ -126,3 +126,67 @@ async fn a_ledger_that_cannot_be_written_still_leaves_exactly_one_publication() 
         Some(world::REGIONS.len())
     );
 }
+
+/// This bake's AMIs in `region` (the copies and the build's, tagged with its bake id).
+async fn bake_amis(aws: &LocalAws, region: &str, bake_id: &str) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(region).await);
+    let out = ec2
+        .describe_images()
+        .owners("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:bakery:bake-id")
+                .values(bake_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.images()
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect()
+}
+
+/// One region's copy fails for good (its key is not in that region): the bake fails naming
+/// the region, and what the other regions published is unshared, its parameters removed.
+#[tokio::test]
+async fn a_region_whose_copy_fails_for_good_fails_the_bake_and_the_others_roll_back() {
+    let aws = aws().await;
+    let (mut world, release) = seeded(&aws).await;
+    let missing = format!("arn:aws:kms:{}:{}:alias/no-such-key", world::REGIONS[2], aws.account);
+    world.policy["publish"]["regions"][2]["kmsKeyId"] = serde_json::json!(missing);
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
+    let id = bake_id(&world, &release);
+    let report = world::bake(&aws, &world, &release, &id, LIMIT).await.unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let got = all_notifications(&aws, &world, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 1, "exactly one message: {got:?}");
+    let failure = &got[0]["message"]["failure"];
+    assert_eq!(failure["step"], "Publish", "{failure}");
+    let cause = failure["cause"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains(world::REGIONS[2]) && cause.contains("Copy image failed"),
+        "{cause}"
+    );
+    assert_eq!(got[0]["message"]["amis"], serde_json::json!([]), "nothing published");
+    for region in &world::REGIONS[..2] {
+        assert_eq!(
+            world::parameter(&aws, region, &format!("/bakery/{}/latest", world.pipeline_name))
+                .await
+                .unwrap(),
+            None,
+            "{region}: no parameter left pointing at an unshared AMI"
+        );
+        let amis = bake_amis(&aws, region, &id).await;
+        assert!(!amis.is_empty(), "{region} had published");
+        for ami in amis {
+            let shares = world::shares(&aws, region, &ami).await.unwrap();
+            for who in ["accounts", "organizations", "organizationalUnits"] {
+                assert_eq!(shares[who], serde_json::json!([]), "{region} {ami}: {shares}");
+            }
+        }
+    }
+}
