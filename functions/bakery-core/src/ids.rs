@@ -37,7 +37,7 @@ macro_rules! string_id {
 }
 
 string_id!(
-    /// An AMI ID: `ami-` and 8 or 17 lowercase hex digits. Never a name (see DESIGN.md, whoAMI).
+    /// An AMI ID: `ami-` and 8 or 17 lowercase hex digits. Never a name: choosing an AMI by name alone is the whoAMI attack.
     AmiId,
     check_ami_id
 );

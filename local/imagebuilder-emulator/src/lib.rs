@@ -1,4 +1,4 @@
-//! EC2 Image Builder emulator for Bakery's local AWS (DESIGN.md, "Local AWS").
+//! EC2 Image Builder emulator for Bakery's local AWS (README, "The local AWS").
 //!
 //! [`Emulator::handle`] answers Image Builder's restJson1 requests as they arrive on the wire
 //! (botocore's `imagebuilder/2019-12-02/service-2.json` is the reference). Builds run as tokio
