@@ -178,7 +178,7 @@ pub async fn create_resources(
                         &names.region,
                         &names.account,
                         props["Description"].as_str().unwrap_or_default(),
-                        &props["KeyPolicy"],
+                        Some(&props["KeyPolicy"]),
                     )
                     .await
                     .map_err(|e| create_err(id, e))?;

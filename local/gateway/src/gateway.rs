@@ -551,15 +551,10 @@ impl Gateway {
         body: Bytes,
         call: &crate::iam::requests::Call,
     ) -> Response<Body> {
-        let answer = self.proxy(parts, body).await;
-        if answer.status() != hyper::StatusCode::OK {
-            return answer;
-        }
-        let (head, answer) = answer.into_parts();
-        let bytes = http_body_util::BodyExt::collect(answer)
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let (head, bytes) = match self.proxy_answered(parts, body).await {
+            Ok(answered) => answered,
+            Err(refused) => return refused,
+        };
         let answered: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         for event in crate::service_events::parameter_changes(
             &call.operation,
@@ -669,14 +664,10 @@ impl Gateway {
             }
             Before::New => {}
         }
-        let answer = self.proxy(parts, body).await;
-        if answer.status() != hyper::StatusCode::OK {
-            return answer;
-        }
-        let bytes = http_body_util::BodyExt::collect(answer.into_body())
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let (_, bytes) = match self.proxy_answered(parts, body).await {
+            Ok(answered) => answered,
+            Err(refused) => return refused,
+        };
         let Some(id) = xml_elements(&String::from_utf8_lossy(&bytes), "imageId")
             .first()
             .map(|s| xml_unescape(s))
@@ -773,15 +764,10 @@ impl Gateway {
         body: Bytes,
         call: &crate::iam::requests::Call,
     ) -> Response<Body> {
-        let answer = self.proxy(parts, body).await;
-        if answer.status() != hyper::StatusCode::OK {
-            return answer;
-        }
-        let (head, answer) = answer.into_parts();
-        let bytes = http_body_util::BodyExt::collect(answer)
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let (head, bytes) = match self.proxy_answered(parts, body).await {
+            Ok(answered) => answered,
+            Err(refused) => return refused,
+        };
         let image = call.form.get("ImageId").map(String::as_str);
         if let Some((id, state)) =
             crate::service_events::image_change(&call.operation, image, &String::from_utf8_lossy(&bytes))
@@ -1318,15 +1304,10 @@ impl Gateway {
 
     /// STS AssumeRole is moto's; the gateway keeps who the session's access key belongs to.
     async fn assume_role(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
-        let answer = self.proxy(parts, body).await;
-        if answer.status() != hyper::StatusCode::OK {
-            return answer;
-        }
-        let (head, answer) = answer.into_parts();
-        let xml = http_body_util::BodyExt::collect(answer)
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let (head, xml) = match self.proxy_answered(parts, body).await {
+            Ok(answered) => answered,
+            Err(refused) => return refused,
+        };
         let text = String::from_utf8_lossy(&xml);
         let first = |tag: &str| xml_elements(&text, tag).first().map(|s| xml_unescape(s));
         if let (Some(key), Some(user)) = (first("AccessKeyId"), first("AssumedRoleUser")) {
@@ -1338,6 +1319,25 @@ impl Gateway {
     }
 
     // ------------------------------------------------------------ moto
+
+    /// moto's answer when it is a success, read whole (head and body), for the gateway to act
+    /// on and then return; any other answer as it is.
+    async fn proxy_answered(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Result<(hyper::http::response::Parts, Bytes), Response<Body>> {
+        let answer = self.proxy(parts, body).await;
+        if answer.status() != hyper::StatusCode::OK {
+            return Err(answer);
+        }
+        let (head, answer) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(answer)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok((head, bytes))
+    }
 
     async fn proxy(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
         let path_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());

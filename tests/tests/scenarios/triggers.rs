@@ -188,28 +188,7 @@ async fn an_untrusted_owner_starts_nothing() {
 
 /// Clients acting for another account (moto keys its resources by the caller's account).
 async fn attacker_ec2(aws: &LocalAws, account: &str) -> aws_sdk_ec2::Client {
-    let sdk = aws.sdk_config(&aws.region).await;
-    let creds = aws_sdk_sts::Client::new(&sdk)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/publisher"))
-        .role_session_name("attacker")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    let provider = aws_sdk_sts::config::Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some(creds.session_token().to_owned()),
-        None,
-        "assumed",
-    );
-    let sdk = sdk
-        .to_builder()
-        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider))
-        .build();
-    aws_sdk_ec2::Client::new(&sdk)
+    aws_sdk_ec2::Client::new(&tests::account_sdk(aws, account, &aws.region).await)
 }
 
 /// An AMI registered in `account` (a real second account: STS AssumeRole) and launchable by

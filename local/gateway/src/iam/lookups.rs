@@ -282,16 +282,14 @@ impl Moto {
         region: &str,
         account: &str,
         description: &str,
-        policy: &Value,
+        policy: Option<&Value>,
     ) -> Result<(String, String), String> {
+        let mut request = json!({"Description": description});
+        if let Some(p) = policy {
+            request["Policy"] = json!(p.to_string());
+        }
         let key = self
-            .json(
-                "kms",
-                "TrentService.CreateKey",
-                region,
-                account,
-                json!({"Description": description, "Policy": policy.to_string()}),
-            )
+            .json("kms", "TrentService.CreateKey", region, account, request)
             .await?;
         let field = |name: &str| {
             key.pointer(&format!("/KeyMetadata/{name}"))
@@ -315,33 +313,14 @@ impl Moto {
         .map(|_| ())
     }
 
-    /// A KMS key with `alias` (`alias/<name>`) in `region`, made if there is none; its key ARN.
+    /// A KMS key with `alias` (`alias/<name>`) in `region`, made if there is none (with KMS's
+    /// default key policy); its key ARN.
     pub async fn ensure_kms_alias(&self, region: &str, account: &str, alias: &str) -> Result<String, String> {
         if let Some((arn, _)) = self.kms_key(region, account, alias).await {
             return Ok(arn);
         }
-        let key = self
-            .json(
-                "kms",
-                "TrentService.CreateKey",
-                region,
-                account,
-                json!({"Description": alias}),
-            )
-            .await?;
-        let arn = key
-            .pointer("/KeyMetadata/Arn")
-            .and_then(Value::as_str)
-            .ok_or("CreateKey returned no ARN")?
-            .to_owned();
-        self.json(
-            "kms",
-            "TrentService.CreateAlias",
-            region,
-            account,
-            json!({"AliasName": alias, "TargetKeyId": arn}),
-        )
-        .await?;
+        let (_, arn) = self.create_kms_key(region, account, alias, None).await?;
+        self.create_kms_alias(region, account, alias, &arn).await?;
         Ok(arn)
     }
 
