@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sns::types::MessageAttributeValue;
-use bakery_aws::{classify, with_retries, BakeError};
+use bakery_aws::{send, BakeError};
 use bakery_core::bake::{BakeRequest, BuildStarted, RegionPublished};
 use bakery_core::ids::{AccountId, AmiId, Arn};
 use bakery_core::publication::{
@@ -176,7 +176,7 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
         BakeStatus::Published => format!("Bakery: {} published {} AMI(s)", p.pipeline.name, p.amis.len()),
         BakeStatus::Failed => format!("Bakery: {} bake FAILED", p.pipeline.name),
     };
-    let out = with_retries(|| async {
+    let out = send("Publish", || {
         deps.sns
             .publish()
             .topic_arn(topic)
@@ -184,8 +184,6 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
             .message(&message)
             .set_message_attributes(Some(attributes(p)))
             .send()
-            .await
-            .map_err(|e| classify("Publish", e))
     })
     .await?;
     Ok(out.message_id.unwrap_or_default())
@@ -248,14 +246,12 @@ async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeE
         ("publishedAt".to_owned(), s(&now)),
     ]));
     for row in rows {
-        with_retries(|| async {
+        send("PutItem", || {
             deps.ddb
                 .put_item()
                 .table_name(&deps.table)
                 .set_item(Some(row.clone().into_iter().collect()))
                 .send()
-                .await
-                .map_err(|e| classify("PutItem", e))
         })
         .await?;
     }

@@ -2,23 +2,17 @@
 //! retries transient errors, and an answer without the resource is `NotFound`, as a
 //! ResourceNotFoundException is.
 
-use crate::{classify, with_retries, BakeError};
+use crate::{send, BakeError};
 use aws_sdk_imagebuilder::types::{Image, ImagePipeline, ImageRecipe};
 use aws_sdk_imagebuilder::Client;
 use bakery_core::distribution::Distribution;
 
 /// GetImage: one image build version.
 pub async fn get_image(ib: &Client, arn: &str) -> Result<Image, BakeError> {
-    with_retries(|| async {
-        ib.get_image()
-            .image_build_version_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImage", e))
-    })
-    .await?
-    .image
-    .ok_or_else(|| BakeError::NotFound(format!("GetImage: no image {arn}")))
+    send("GetImage", || ib.get_image().image_build_version_arn(arn).send())
+        .await?
+        .image
+        .ok_or_else(|| BakeError::NotFound(format!("GetImage: no image {arn}")))
 }
 
 /// The distributions of the pipeline's distribution configuration (none without one), as
@@ -27,12 +21,10 @@ pub async fn pipeline_distributions(ib: &Client, pipeline: &ImagePipeline) -> Re
     let Some(arn) = pipeline.distribution_configuration_arn.as_deref() else {
         return Ok(Vec::new());
     };
-    let config = with_retries(|| async {
+    let config = send("GetDistributionConfiguration", || {
         ib.get_distribution_configuration()
             .distribution_configuration_arn(arn)
             .send()
-            .await
-            .map_err(|e| classify("GetDistributionConfiguration", e))
     })
     .await?
     .distribution_configuration
@@ -95,12 +87,8 @@ pub async fn check_distribution(
 
 /// GetImagePipeline.
 pub async fn get_pipeline(ib: &Client, arn: &str) -> Result<ImagePipeline, BakeError> {
-    with_retries(|| async {
-        ib.get_image_pipeline()
-            .image_pipeline_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImagePipeline", e))
+    send("GetImagePipeline", || {
+        ib.get_image_pipeline().image_pipeline_arn(arn).send()
     })
     .await?
     .image_pipeline
@@ -109,14 +97,8 @@ pub async fn get_pipeline(ib: &Client, arn: &str) -> Result<ImagePipeline, BakeE
 
 /// GetImageRecipe.
 pub async fn get_recipe(ib: &Client, arn: &str) -> Result<ImageRecipe, BakeError> {
-    with_retries(|| async {
-        ib.get_image_recipe()
-            .image_recipe_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("GetImageRecipe", e))
-    })
-    .await?
-    .image_recipe
-    .ok_or_else(|| BakeError::NotFound(format!("GetImageRecipe: {arn}")))
+    send("GetImageRecipe", || ib.get_image_recipe().image_recipe_arn(arn).send())
+        .await?
+        .image_recipe
+        .ok_or_else(|| BakeError::NotFound(format!("GetImageRecipe: {arn}")))
 }

@@ -1,17 +1,12 @@
 //! Our own AMIs as EC2 describes them.
 
-use crate::{classify, with_retries, BakeError};
+use crate::{send, BakeError};
 use aws_sdk_ec2::types::Image;
 
 /// One AMI of this account, or None when EC2 does not know it (deregistered, or not ours).
 pub async fn describe_own(ec2: &aws_sdk_ec2::Client, image_id: &str) -> Result<Option<Image>, BakeError> {
-    let out = with_retries(|| async {
-        ec2.describe_images()
-            .image_ids(image_id)
-            .owners("self")
-            .send()
-            .await
-            .map_err(|e| classify("DescribeImages", e))
+    let out = send("DescribeImages", || {
+        ec2.describe_images().image_ids(image_id).owners("self").send()
     })
     .await;
     match out {

@@ -199,14 +199,59 @@ where
     }
 }
 
-/// Runs `call` again on retryable errors, with exponential backoff (100 ms doubling, 5 tries),
-/// before handing the error to the state machine's own Retry.
-pub async fn with_retries<T, F, Fut>(call: F) -> Result<T, BakeError>
+/// How a call is retried in the function before its error goes to the state machine's own
+/// Retry: how many tries, and the wait after the n-th failure (n from 1).
+#[derive(Clone, Copy)]
+pub struct Backoff {
+    pub attempts: u32,
+    pub delay: fn(u32) -> Duration,
+}
+
+impl Backoff {
+    /// 100 ms doubling, 5 tries: for one caller (a step of one bake).
+    pub const STEP: Backoff = Backoff {
+        attempts: 5,
+        delay: doubling,
+    };
+
+    /// Full jitter, `attempts` tries: for many callers at once (a fan-out).
+    pub fn jittered(attempts: u32) -> Backoff {
+        Backoff {
+            attempts,
+            delay: full_jitter,
+        }
+    }
+}
+
+/// 100 ms × 2^(n-1) after the n-th failure.
+pub fn doubling(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.saturating_sub(1).min(16))
+}
+
+/// Every AWS call of a step goes through here: `send` makes and sends the request (it is called
+/// again for each try), its error is classified under `operation`, and retryable errors are
+/// retried with [`Backoff::STEP`].
+pub async fn send<T, E, F, Fut>(operation: &str, send: F) -> Result<T, BakeError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, BakeError>>,
+    Fut: Future<Output = Result<T, SdkError<E, Response>>>,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    retry(5, |attempt| Duration::from_millis(100 << (attempt - 1)), call).await
+    send_with(Backoff::STEP, operation, send).await
+}
+
+/// [`send`] with another backoff.
+pub async fn send_with<T, E, F, Fut>(backoff: Backoff, operation: &str, mut send: F) -> Result<T, BakeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, Response>>>,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    retry(backoff.attempts, backoff.delay, || {
+        let sent = send();
+        async move { sent.await.map_err(|e| classify(operation, e)) }
+    })
+    .await
 }
 
 /// Calls `call` up to `attempts` times while it fails with a retryable error, sleeping
@@ -242,14 +287,7 @@ pub fn full_jitter(attempt: u32) -> Duration {
 
 /// A parameter's value now (GetParameter); `NotFound` when there is no such parameter.
 pub async fn get_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, BakeError> {
-    let out = with_retries(|| async {
-        ssm.get_parameter()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| classify("GetParameter", e))
-    })
-    .await?;
+    let out = send("GetParameter", || ssm.get_parameter().name(name).send()).await?;
     Ok(out.parameter.and_then(|p| p.value).unwrap_or_default())
 }
 
@@ -356,6 +394,54 @@ mod tests {
             1,
             "a lasting error is not retried"
         );
+    }
+
+    #[test]
+    fn the_step_backoff_doubles_from_100_ms() {
+        let table = [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1600)];
+        for (attempt, ms) in table {
+            assert_eq!((Backoff::STEP.delay)(attempt), Duration::from_millis(ms), "after failure {attempt}");
+        }
+        assert_eq!(Backoff::STEP.attempts, 5);
+        assert_eq!(doubling(0), Duration::from_millis(100), "no failure yet is not a shift by -1");
+        assert_eq!(doubling(u32::MAX), Duration::from_millis(100 << 16), "capped, no overflow");
+    }
+
+    /// `send` as a step calls it: each try sends again; the SDK's error is classified under the
+    /// operation's name; only what is retryable is tried again, and at most `attempts` times.
+    #[tokio::test]
+    async fn send_classifies_and_retries_only_what_is_retryable() {
+        let fast = Backoff {
+            attempts: 3,
+            delay: |_| Duration::ZERO,
+        };
+        let cases: [(&[(u16, &str)], Result<u32, &str>, u32); 5] = [
+            (&[], Ok(1), 1),
+            (&[(400, "ThrottlingException")], Ok(2), 2),
+            (&[(503, "ServiceUnavailable"), (500, "InternalError")], Ok(3), 3),
+            (&[(400, "ThrottlingException"); 3], Err("Retryable"), 3),
+            (&[(403, "AccessDeniedException")], Err("AccessDenied"), 1),
+        ];
+        for (failures, want, want_calls) in cases {
+            let calls = std::sync::atomic::AtomicU32::new(0);
+            let out = send_with(fast, "GetParameter", || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let failure = failures.get(n as usize).copied();
+                async move {
+                    match failure {
+                        Some((status, code)) => Err(service_error(status, code)),
+                        None => Ok(n + 1),
+                    }
+                }
+            })
+            .await;
+            let got = out.as_ref().map(|n| *n).map_err(|e| e.error_type());
+            assert_eq!(got, want, "{failures:?}");
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), want_calls, "{failures:?}");
+            if let Err(e) = out {
+                assert!(e.to_string().starts_with("GetParameter: "), "{e}");
+            }
+        }
     }
 
     #[test]

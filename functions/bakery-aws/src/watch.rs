@@ -3,7 +3,7 @@
 //! itself when the build had already ended) claims the token by deleting it and answers. A
 //! lost event is covered by the state machine's timeout and status check.
 
-use crate::{classify, with_retries, BakeError};
+use crate::{send, BakeError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +73,7 @@ pub async fn status(deps: &Deps, image_arn: &str) -> Result<BuildStatus, BakeErr
 
 /// Keeps the token for the build, then answers at once if the build already ended.
 pub async fn register(deps: &Deps, image_arn: &str, token: &str) -> Result<BuildStatus, BakeError> {
-    with_retries(|| async {
+    send("PutItem", || {
         deps.ddb
             .put_item()
             .table_name(&deps.table)
@@ -84,8 +84,6 @@ pub async fn register(deps: &Deps, image_arn: &str, token: &str) -> Result<Build
                     .collect(),
             ))
             .send()
-            .await
-            .map_err(|e| classify("PutItem", e))
     })
     .await?;
     let now = status(deps, image_arn).await?;
@@ -98,15 +96,13 @@ pub async fn register(deps: &Deps, image_arn: &str, token: &str) -> Result<Build
 /// Claims the waiting token (if any) and answers it with the build's status. Returns whether
 /// this call answered: only the caller whose delete returned the token does.
 pub async fn answer(deps: &Deps, image_arn: &str, status: &BuildStatus) -> Result<bool, BakeError> {
-    let claimed = with_retries(|| async {
+    let claimed = send("DeleteItem", || {
         deps.ddb
             .delete_item()
             .table_name(&deps.table)
             .set_key(Some(key(image_arn).into_iter().collect()))
             .return_values(ReturnValue::AllOld)
             .send()
-            .await
-            .map_err(|e| classify("DeleteItem", e))
     })
     .await?;
     let Some(token) = claimed
@@ -116,14 +112,8 @@ pub async fn answer(deps: &Deps, image_arn: &str, status: &BuildStatus) -> Resul
         return Ok(false);
     };
     let output = serde_json::to_string(status).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
-    let sent = with_retries(|| async {
-        deps.sfn
-            .send_task_success()
-            .task_token(&token)
-            .output(&output)
-            .send()
-            .await
-            .map_err(|e| classify("SendTaskSuccess", e))
+    let sent = send("SendTaskSuccess", || {
+        deps.sfn.send_task_success().task_token(&token).output(&output).send()
     })
     .await;
     match sent {

@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_imagebuilder::types::{Filter as AggregationFilter, Image, ImageScanFindingsFilter, SeverityCounts};
 use bakery_aws::imagebuilder::get_image;
-use bakery_aws::{classify, in_region, with_retries, BakeError};
+use bakery_aws::{in_region, send, BakeError};
 use bakery_core::bake::{verdict, BuildOutcome, BuildStarted, Findings, Lineage};
 use bakery_core::ids::{AmiId, Region};
 use bakery_core::imagebuilder::ImageBuilderDate;
@@ -203,12 +203,8 @@ async fn scan_findings(ib: &aws_sdk_imagebuilder::Client, arn: &str, gate: &Gate
         .name("imageBuildVersionArn")
         .values(arn)
         .build();
-    let out = with_retries(|| async {
-        ib.list_image_scan_finding_aggregations()
-            .filter(filter.clone())
-            .send()
-            .await
-            .map_err(|e| classify("ListImageScanFindingAggregations", e))
+    let out = send("ListImageScanFindingAggregations", || {
+        ib.list_image_scan_finding_aggregations().filter(filter.clone()).send()
     })
     .await?;
     let counts = out
@@ -227,13 +223,11 @@ async fn scan_findings(ib: &aws_sdk_imagebuilder::Client, arn: &str, gate: &Gate
         let mut severities = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let page = with_retries(|| async {
+            let page = send("ListImageScanFindings", || {
                 ib.list_image_scan_findings()
                     .filters(filter.clone())
                     .set_next_token(next.clone())
                     .send()
-                    .await
-                    .map_err(|e| classify("ListImageScanFindings", e))
             })
             .await?;
             severities.extend(page.findings().iter().filter_map(|f| f.severity().map(str::to_owned)));
@@ -383,27 +377,23 @@ async fn quarantine(
                 .chain(f.snapshot_ids.clone())
                 .collect();
             let tags = ec2_tags(&quarantine_tags(bake_id, execution_arn, reasons));
-            with_retries(|| async {
+            send("CreateTags", || {
                 ec2.create_tags()
                     .set_resources(Some(resources.clone()))
                     .set_tags(Some(tags.clone()))
                     .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("CreateTags", e))
             })
-            .await?;
+            .await
+            .map(drop)?;
             let at = aws_sdk_ec2::primitives::DateTime::from_secs(deprecate_at(Utc::now()).timestamp());
-            with_retries(|| async {
+            send("EnableImageDeprecation", || {
                 ec2.enable_image_deprecation()
                     .image_id(image_id.as_str())
                     .deprecate_at(at)
                     .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("EnableImageDeprecation", e))
             })
-            .await?;
+            .await
+            .map(drop)?;
             if on_failure == Quarantine::Deprecate {
                 return Ok(Quarantined {
                     gone: false,
@@ -411,15 +401,11 @@ async fn quarantine(
                 });
             }
             done_if_gone(
-                with_retries(|| async {
-                    ec2.deregister_image()
-                        .image_id(image_id.as_str())
-                        .send()
-                        .await
-                        .map(drop)
-                        .map_err(|e| classify("DeregisterImage", e))
+                send("DeregisterImage", || {
+                    ec2.deregister_image().image_id(image_id.as_str()).send()
                 })
-                .await,
+                .await
+                .map(drop),
             )?;
             f.snapshot_ids.clone()
         }
@@ -429,15 +415,9 @@ async fn quarantine(
     };
     for snapshot in &snapshots {
         done_if_gone(
-            with_retries(|| async {
-                ec2.delete_snapshot()
-                    .snapshot_id(snapshot)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("DeleteSnapshot", e))
-            })
-            .await,
+            send("DeleteSnapshot", || ec2.delete_snapshot().snapshot_id(snapshot).send())
+                .await
+                .map(drop),
         )?;
     }
     Ok(Quarantined {
@@ -449,14 +429,12 @@ async fn quarantine(
 /// This bake's quarantined snapshots in the client's region.
 async fn quarantined_snapshots(ec2: &aws_sdk_ec2::Client, bake_id: &str) -> Result<Vec<String>, BakeError> {
     let filter = |k: &str, v: &str| Filter::builder().name(format!("tag:{k}")).values(v).build();
-    let out = with_retries(|| async {
+    let out = send("DescribeSnapshots", || {
         ec2.describe_snapshots()
             .owner_ids("self")
             .filters(filter("bakery:quarantined", "true"))
             .filters(filter("bakery:bake-id", bake_id))
             .send()
-            .await
-            .map_err(|e| classify("DescribeSnapshots", e))
     })
     .await?;
     Ok(out

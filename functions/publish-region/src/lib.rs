@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
     SnapshotAttributeName, Tag, TagSpecification,
 };
 use aws_sdk_ssm::types::ParameterType;
-use bakery_aws::{classify, in_region, with_retries, BakeError};
+use bakery_aws::{in_region, send, BakeError};
 use bakery_core::bake::{client_token, Lineage, RegionPublished};
 use bakery_core::ids::{self, AmiId, Region};
 use bakery_core::policy::{ShareWith, TargetRegion};
@@ -121,16 +121,14 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
         .chain(snapshot_ids.iter().cloned())
         .collect();
     let ec2_tags = ec2_tags(&tags);
-    with_retries(|| async {
+    send("CreateTags", || {
         ec2.create_tags()
             .set_resources(Some(resources.clone()))
             .set_tags(Some(ec2_tags.clone()))
             .send()
-            .await
-            .map(drop)
-            .map_err(|e| classify("CreateTags", e))
     })
-    .await?;
+    .await
+    .map(drop)?;
 
     share(&ec2, &image_id, &snapshot_ids, &input.share_with, OperationType::Add).await?;
     if home && image_id != input.image.image_id {
@@ -138,7 +136,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     }
 
     for name in &input.ssm_parameters {
-        with_retries(|| async {
+        send("PutParameter", || {
             ssm.put_parameter()
                 .name(name)
                 .value(image_id.as_str())
@@ -146,11 +144,9 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
                 .data_type("aws:ec2:image")
                 .overwrite(true)
                 .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify("PutParameter", e))
         })
-        .await?;
+        .await
+        .map(drop)?;
     }
 
     tracing::info!(bake_id = %input.bake_id, %region, image_id = %image_id, snapshots = ?snapshot_ids, "published");
@@ -235,36 +231,27 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
                 "the bake failed while publishing; shares revoked".to_owned(),
             ),
         ]));
-        with_retries(|| async {
+        send("CreateTags", || {
             ec2.create_tags()
                 .set_resources(Some(resources.clone()))
                 .set_tags(Some(quarantine.clone()))
                 .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify("CreateTags", e))
         })
-        .await?;
+        .await
+        .map(drop)?;
     }
     let mut deleted = Vec::new();
     for name in &input.ssm_parameters {
-        let current = ssm
-            .get_parameter()
-            .name(name)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| o.parameter?.value);
+        // A parameter that is gone needs nothing; any other failure is the step's error.
+        let current = match bakery_aws::get_parameter(&ssm, name).await {
+            Ok(value) => Some(value),
+            Err(BakeError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
         if current.is_some_and(|v| images.iter().any(|i| i.as_str() == v)) {
-            with_retries(|| async {
-                ssm.delete_parameter()
-                    .name(name)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("DeleteParameter", e))
-            })
-            .await?;
+            send("DeleteParameter", || ssm.delete_parameter().name(name).send())
+                .await
+                .map(drop)?;
             deleted.push(name.clone());
         }
     }
@@ -289,34 +276,30 @@ async fn share(
             _ => builder.set_add(Some(permissions)),
         }
         .build();
-        with_retries(|| async {
+        send("ModifyImageAttribute", || {
             ec2.modify_image_attribute()
                 .image_id(image_id.as_str())
                 .launch_permission(change.clone())
                 .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify("ModifyImageAttribute", e))
         })
-        .await?;
+        .await
+        .map(drop)?;
     }
     let accounts = snapshot_user_ids(with);
     if accounts.is_empty() {
         return Ok(());
     }
     for snapshot in snapshot_ids {
-        with_retries(|| async {
+        send("ModifySnapshotAttribute", || {
             ec2.modify_snapshot_attribute()
                 .snapshot_id(snapshot)
                 .attribute(SnapshotAttributeName::CreateVolumePermission)
                 .operation_type(op.clone())
                 .set_user_ids(Some(accounts.clone()))
                 .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify("ModifySnapshotAttribute", e))
         })
-        .await?;
+        .await
+        .map(drop)?;
     }
     Ok(())
 }
@@ -339,30 +322,29 @@ async fn copy(
             .build()
     };
     let token = copy_token(&input.bake_id, &input.target.region, &input.image.image_id);
-    let out = with_retries(|| async {
-        let mut call = ec2
-            .copy_image()
-            .source_region(input.image.region.as_str())
-            .source_image_id(input.image.image_id.as_str())
-            .name(&input.image.name)
-            .client_token(&token)
-            .copy_image_tags(true)
-            // Born tagged, so a retry finds this copy by its lineage even before CreateTags.
-            .tag_specifications(born_with(ResourceType::Image))
-            .tag_specifications(born_with(ResourceType::Snapshot));
-        if let Some(key) = &input.target.kms_key_id {
-            call = call.encrypted(true).kms_key_id(key);
-        }
-        call.send().await.map_err(|e| match classify("CopyImage", e) {
+    let mut request = ec2
+        .copy_image()
+        .source_region(input.image.region.as_str())
+        .source_image_id(input.image.image_id.as_str())
+        .name(&input.image.name)
+        .client_token(&token)
+        .copy_image_tags(true)
+        // Born tagged, so a retry finds this copy by its lineage even before CreateTags.
+        .tag_specifications(born_with(ResourceType::Image))
+        .tag_specifications(born_with(ResourceType::Snapshot));
+    if let Some(key) = &input.target.kms_key_id {
+        request = request.encrypted(true).kms_key_id(key);
+    }
+    let out = send("CopyImage", || request.clone().send())
+        .await
+        .map_err(|e| match e {
             // The region's concurrent copies are at their quota: the state machine waits and
             // asks again (its Retry on CopyLimitExceeded backs off).
             BakeError::Aws { code, message, .. } if code == "ResourceLimitExceeded" => {
                 BakeError::CopyLimitExceeded(message)
             }
             other => other,
-        })
-    })
-    .await?;
+        })?;
     let id = out.image_id.unwrap_or_default();
     AmiId::parse(&id).map_err(|e| BakeError::Aws {
         operation: "CopyImage".into(),
@@ -395,32 +377,28 @@ async fn retire(
             .value(copy.as_str())
             .build(),
     );
-    with_retries(|| async {
+    send("CreateTags", || {
         ec2.create_tags()
             .resources(build.as_str())
             .set_tags(Some(tags.clone()))
             .send()
-            .await
-            .map(drop)
-            .map_err(|e| classify("CreateTags", e))
     })
-    .await?;
+    .await
+    .map(drop)?;
     // EC2 rounds DeprecateAt up to the minute and refuses a time in the past.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     let at = aws_sdk_ec2::primitives::DateTime::from_secs(now + 60);
-    with_retries(|| async {
+    send("EnableImageDeprecation", || {
         ec2.enable_image_deprecation()
             .image_id(build.as_str())
             .deprecate_at(at)
             .send()
-            .await
-            .map(drop)
-            .map_err(|e| classify("EnableImageDeprecation", e))
     })
-    .await?;
+    .await
+    .map(drop)?;
     tracing::info!(build = %build, copy = %copy, "the build's AMI is superseded by its re-encrypted copy");
     Ok(())
 }
@@ -435,13 +413,11 @@ async fn existing_copy(
     let Some(filters) = copy_filters(tags) else {
         return Ok(None);
     };
-    let out = with_retries(|| async {
+    let out = send("DescribeImages", || {
         ec2.describe_images()
             .owners("self")
             .set_filters(Some(filters.clone()))
             .send()
-            .await
-            .map_err(|e| classify("DescribeImages", e))
     })
     .await?;
     Ok(out

@@ -1,4 +1,7 @@
 //! The publish-region function. Wiring only: the handler is in `lib.rs`.
+// The handler's nested futures (a Map item: copy, wait, tag, share, parameters, each retried)
+// are deeper than the compiler's default layout query limit.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 

@@ -5,7 +5,7 @@
 
 use aws_sdk_imagebuilder::types::{ImagePipeline, ImageRecipe};
 use bakery_aws::imagebuilder::{check_distribution, get_pipeline, get_recipe};
-use bakery_aws::{classify, with_retries, BakeError};
+use bakery_aws::{send, BakeError};
 use bakery_core::bake::{client_token, next_patch_version, BakeRequest, BuildStarted};
 use bakery_core::ids::Arn;
 use serde_json::Value;
@@ -81,14 +81,12 @@ pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeE
     };
 
     let token = client_token(&req.bake_id, "start");
-    let image_arn = with_retries(|| async {
+    let image_arn = send("StartImagePipelineExecution", || {
         deps.ib
             .start_image_pipeline_execution()
             .image_pipeline_arn(&req.pipeline_arn)
             .client_token(&token)
             .send()
-            .await
-            .map_err(|e| classify("StartImagePipelineExecution", e))
     })
     .await?
     .image_build_version_arn
@@ -122,7 +120,7 @@ async fn new_recipe_version(
     let token = client_token(&req.bake_id, "recipe");
     for _ in 0..VERSION_ATTEMPTS {
         version = next_patch_version(&version).map_err(BakeError::InvalidInput)?;
-        let created = with_retries(|| async {
+        let created = send("CreateImageRecipe", || {
             deps.ib
                 .create_image_recipe()
                 .name(&name)
@@ -137,8 +135,6 @@ async fn new_recipe_version(
                 .set_ami_tags(current.ami_tags.clone())
                 .client_token(&token)
                 .send()
-                .await
-                .map_err(|e| classify("CreateImageRecipe", e))
         })
         .await;
         match created {
@@ -180,7 +176,7 @@ async fn point_pipeline_at(
     recipe_arn: &str,
 ) -> Result<(), BakeError> {
     let token = client_token(&req.bake_id, "pipeline");
-    with_retries(|| async {
+    send("UpdateImagePipeline", || {
         deps.ib
             .update_image_pipeline()
             .image_pipeline_arn(&req.pipeline_arn)
@@ -198,8 +194,6 @@ async fn point_pipeline_at(
             .set_logging_configuration(p.logging_configuration.clone())
             .client_token(&token)
             .send()
-            .await
-            .map_err(|e| classify("UpdateImagePipeline", e))
     })
     .await
     .map(drop)

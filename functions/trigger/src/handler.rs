@@ -314,14 +314,11 @@ async fn execution_exists(deps: &Deps, name: &str) -> Result<bool, TriggerError>
         "{}:{name}",
         deps.state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
     );
-    let out = bakery_aws::retry(deps.start_attempts, bakery_aws::full_jitter, || async {
-        deps.sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| bakery_aws::classify("DescribeExecution", e))
-    })
+    let out = bakery_aws::send_with(
+        bakery_aws::Backoff::jittered(deps.start_attempts),
+        "DescribeExecution",
+        || deps.sfn.describe_execution().execution_arn(&arn).send(),
+    )
     .await;
     match out {
         Ok(_) => Ok(true),
@@ -452,14 +449,12 @@ async fn start_one(
     let root = req.bake_id.clone();
     loop {
         let input = serde_json::to_string(&req).map_err(|e| BakeError::InvalidInput(e.to_string()))?;
-        let out = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
+        let out = bakery_aws::send_with(bakery_aws::Backoff::jittered(attempts), "StartExecution", || {
             sfn.start_execution()
                 .state_machine_arn(machine)
                 .name(&req.bake_id)
                 .input(&input)
                 .send()
-                .await
-                .map_err(|e| bakery_aws::classify("StartExecution", e))
         })
         .await;
         let execution_arn = match out {
@@ -478,12 +473,8 @@ async fn start_one(
             ),
             Err(e) => return Err(e),
         };
-        let described = bakery_aws::retry(attempts, bakery_aws::full_jitter, || async {
-            sfn.describe_execution()
-                .execution_arn(&execution_arn)
-                .send()
-                .await
-                .map_err(|e| bakery_aws::classify("DescribeExecution", e))
+        let described = bakery_aws::send_with(bakery_aws::Backoff::jittered(attempts), "DescribeExecution", || {
+            sfn.describe_execution().execution_arn(&execution_arn).send()
         })
         .await?;
         let status = described.status().as_str().to_owned();

@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::Filter;
 use bakery_aws::imagebuilder::{get_image, get_pipeline, get_recipe};
-use bakery_aws::{classify, get_parameter, in_region, with_retries, BakeError};
+use bakery_aws::{get_parameter, in_region, send, BakeError};
 use bakery_core::fanout::{newest_base, Candidate};
 use bakery_core::ids::{AccountId, AmiId, Arn, Region};
 use bakery_core::{Policy, SourceAmi};
@@ -127,15 +127,13 @@ impl Lookups {
         let (mut valid, mut invalid) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
         loop {
-            let page = with_retries(|| async {
+            let page = send("GetParametersByPath", || {
                 self.ssm
                     .get_parameters_by_path()
                     .path(self.policy_prefix.trim_end_matches('/'))
                     .recursive(true)
                     .set_next_token(token.clone())
                     .send()
-                    .await
-                    .map_err(|e| classify("GetParametersByPath", e))
             })
             .await?;
             for p in page.parameters() {
@@ -188,15 +186,13 @@ impl Lookups {
             return Ok(hit.clone());
         }
         let ec2 = self.ec2(region);
-        let out = with_retries(|| async {
+        let out = send("DescribeImages", || {
             ec2.describe_images()
                 .image_ids(image_id)
                 .set_owners(Some(owners.clone()))
                 .include_deprecated(true)
                 .include_disabled(true)
                 .send()
-                .await
-                .map_err(|e| classify("DescribeImages", e))
         })
         .await;
         let found = match out {
@@ -219,13 +215,7 @@ impl Lookups {
             Some(s) => s,
             None => {
                 let ec2 = self.ec2(region);
-                let out = with_retries(|| async {
-                    ec2.get_allowed_images_settings()
-                        .send()
-                        .await
-                        .map_err(|e| classify("GetAllowedImagesSettings", e))
-                })
-                .await?;
+                let out = send("GetAllowedImagesSettings", || ec2.get_allowed_images_settings().send()).await?;
                 let s = AllowedImages {
                     state: out.state().unwrap_or("disabled").to_owned(),
                     criteria: out
@@ -306,14 +296,12 @@ impl Lookups {
             let ec2 = self.ec2(region);
             let mut all = Vec::new();
             for family in &policy.sources.amis {
-                let out = with_retries(|| async {
+                let out = send("DescribeImages", || {
                     ec2.describe_images()
                         .owners(family.owner.as_str())
                         .filters(Filter::builder().name("name").values(&family.name_pattern).build())
                         .filters(Filter::builder().name("state").values("available").build())
                         .send()
-                        .await
-                        .map_err(|e| classify("DescribeImages", e))
                 })
                 .await?;
                 all.extend(out.images().iter().filter_map(candidate));
@@ -332,7 +320,7 @@ impl Lookups {
 
     /// The base of the pipeline's last published bake (the announce step's ledger row).
     pub async fn last_base(&self, pipeline_arn: &str) -> Result<Option<String>, BakeError> {
-        let out = with_retries(|| async {
+        let out = send("GetItem", || {
             self.ddb
                 .get_item()
                 .table_name(&self.table)
@@ -340,8 +328,6 @@ impl Lookups {
                 .key("sk", AttributeValue::S("latest".into()))
                 .consistent_read(true)
                 .send()
-                .await
-                .map_err(|e| classify("GetItem", e))
         })
         .await?;
         Ok(out
