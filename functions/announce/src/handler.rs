@@ -6,13 +6,11 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sns::types::MessageAttributeValue;
 use bakery_aws::{send, BakeError};
-use bakery_core::bake::{BakeRequest, BuildStarted, RegionPublished};
 use bakery_core::ids::{AccountId, AmiId, Arn};
 use bakery_core::publication::{
     Attempt, BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi, PUBLICATION_SCHEMA,
 };
-use serde::Deserialize;
-use serde_json::Value;
+use bakery_core::steps::{AnnounceRequest, AnnounceResponse, AnnounceState, Announced, Recorded, RegionResult};
 use std::collections::{BTreeMap, HashMap};
 
 pub struct Deps {
@@ -23,42 +21,9 @@ pub struct Deps {
     pub default_topic: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Input {
-    status: BakeStatus,
-    state: Value,
-    execution_arn: String,
-    /// The second step of a published bake: the ledger rows, once its message is out.
-    #[serde(default)]
-    record: bool,
-}
-
-/// The parts of the execution state this step reads; each may be missing on a failure path.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct State {
-    #[serde(flatten)]
-    request: BakeRequest,
-    #[serde(default)]
-    build: Option<BuildStarted>,
-    #[serde(default)]
-    gate: Option<Value>,
-    #[serde(default)]
-    /// The regions' results: every one a `RegionPublished` when the bake published; on a failed
-    /// publication, also the failures (`{region, error, cause}`), and nothing is announced as
-    /// published (the rollback unshared it).
-    published: Option<Value>,
-    #[serde(default)]
-    failure: Option<Failure>,
-}
-
-pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
-    let input: Input =
-        serde_json::from_value(payload).map_err(|e| BakeError::InvalidInput(format!("announce: {e}")))?;
-    let state: State =
-        serde_json::from_value(input.state).map_err(|e| BakeError::InvalidInput(format!("announce state: {e}")))?;
-    let publication = publication(input.status, &state, &input.execution_arn)?;
+pub async fn handle(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceResponse, BakeError> {
+    let state = &input.state;
+    let publication = publication(input.status, state, &input.execution_arn)?;
     let topic = state
         .build
         .as_ref()
@@ -71,39 +36,57 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
                 "announce: only a published bake is recorded".into(),
             ));
         }
-        record(deps, &state, &publication).await?;
+        record(deps, state, &publication).await?;
         tracing::info!(bake_id = %state.request.bake_id, "lineage recorded");
-        return Ok(serde_json::json!({"recorded": publication.amis.len()}));
+        return Ok(AnnounceResponse::Recorded(Recorded {
+            recorded: publication.amis.len(),
+        }));
     }
     let message_id = publish(deps, &topic, &publication).await?;
     tracing::info!(%topic, %message_id, status = ?publication.status, bake_id = %state.request.bake_id, "announced");
-    Ok(serde_json::json!({"messageId": message_id, "topicArn": topic}))
+    Ok(AnnounceResponse::Announced(Announced {
+        message_id,
+        topic_arn: topic,
+    }))
 }
 
-fn publication(status: BakeStatus, state: &State, execution_arn: &str) -> Result<Publication, BakeError> {
+fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -> Result<Publication, BakeError> {
     let req = &state.request;
     let pipeline = Arn::parse(&req.pipeline_arn).map_err(BakeError::InvalidInput)?;
     let account = AccountId::parse(pipeline.account).map_err(BakeError::InvalidInput)?;
     let mut parents: Vec<AmiId> = req.source_ami.iter().map(|s| s.image_id.clone()).collect();
     parents.extend(req.parent_chain.iter().cloned());
-    let published: Vec<RegionPublished> = match (&status, &state.published) {
-        (BakeStatus::Published, Some(p)) => serde_json::from_value(p.clone())
-            .map_err(|e| BakeError::InvalidInput(format!("announce state: published: {e}")))?,
-        _ => Vec::new(),
+    let published = match (&status, &state.published) {
+        (BakeStatus::Published, Some(p)) => p.as_slice(),
+        _ => &[],
     };
-    let amis = published
-        .iter()
-        .map(|p| PublishedAmi {
-            region: p.region.clone(),
-            image_id: p.image_id.clone(),
-        })
-        .collect();
+    let mut amis = Vec::new();
+    for result in published {
+        match result {
+            RegionResult::Published(p) => amis.push(PublishedAmi {
+                region: p.region.clone(),
+                image_id: p.image_id.clone(),
+            }),
+            RegionResult::Failed(f) => {
+                return Err(BakeError::InvalidInput(format!(
+                    "announce: a published bake with a failed region ({})",
+                    f.region
+                )))
+            }
+        }
+    }
     let policy = state.build.as_ref().map(|b| &b.policy);
     let gate = state.gate.as_ref().map(|g| GateSummary {
-        passed: g["passed"].as_bool().unwrap_or(false),
-        reasons: serde_json::from_value(g["reasons"].clone()).unwrap_or_default(),
-        findings: serde_json::from_value(g["outcome"]["findings"].clone()).unwrap_or_default(),
-        quarantined: g["quarantined"].as_bool().unwrap_or(false),
+        passed: g.passed,
+        reasons: g.reasons.clone(),
+        findings: g
+            .outcome
+            .findings
+            .0
+            .iter()
+            .map(|(s, n)| (s.key().to_owned(), *n))
+            .collect(),
+        quarantined: g.quarantined,
     });
     Ok(Publication {
         schema: PUBLICATION_SCHEMA.to_owned(),
@@ -191,7 +174,7 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
 
 /// One ledger row per published AMI (`ami#<id>`) with its parent, one for the bake, and the
 /// pipeline's latest published base (`pipeline#<arn>`, `latest`).
-async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeError> {
+async fn record(deps: &Deps, state: &AnnounceState, p: &Publication) -> Result<(), BakeError> {
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let parent = p.lineage.parents.first().map(AmiId::to_string).unwrap_or_default();
@@ -262,7 +245,7 @@ async fn record(deps: &Deps, state: &State, p: &Publication) -> Result<(), BakeE
 mod tests {
     use super::*;
 
-    fn state(extra: Value) -> State {
+    fn state(extra: serde_json::Value) -> AnnounceState {
         let mut v = serde_json::json!({
             "bakeId": "web-1a2b", "pipelineArn": "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web",
             "sourceAmi": {"imageId": "ami-0a1b2c3d4e5f67890", "region": "us-east-1"},

@@ -2,7 +2,7 @@
 
 mod handler;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,8 +14,6 @@ async fn main() -> Result<(), Error> {
         table: bakery_aws::env("LEDGER_TABLE")?,
         default_topic: bakery_aws::env("PUBLICATION_TOPIC_ARN")?,
     };
-    lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
-        handler::handle(e.payload, &deps)
-    }))
-    .await
+    let deps = &deps;
+    bakery_aws::run("announce", |input| handler::handle(input, deps)).await
 }

@@ -11,10 +11,39 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use bakery_core::steps::StepInputError;
 use bakery_core::Policy;
 use lambda_runtime::Diagnostic;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
+
+/// Runs a function on the Lambda runtime: each event's payload is decoded as the step's input
+/// (`step` names it in errors, with the bad field's path: `InvalidInput`), `handler` acts on
+/// it, and its output is encoded as the step's result. Errors reach the state machine as their
+/// `errorType`. Every Bakery function's `main` ends here.
+pub async fn run<I, O, E, F, Fut>(step: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: From<BakeError> + Into<Diagnostic> + std::fmt::Debug,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = Result<O, E>>,
+{
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            let input = bakery_core::steps::decode::<I>(step, event.payload).map_err(BakeError::from)?;
+            // Boxed: a handler's future nests every retried call, deeper than the compiler's
+            // layout query limit allows inside the runtime's own futures.
+            let output = Box::pin(handler(input)).await?;
+            serde_json::to_value(output).map_err(|e| E::from(BakeError::InvalidInput(format!("{step} output: {e}"))))
+        },
+    ))
+    .await
+}
 
 /// The SDK configuration for this function, once per cold start.
 pub async fn sdk_config() -> SdkConfig {
@@ -116,6 +145,12 @@ impl BakeError {
 
     pub fn retryable(&self) -> bool {
         matches!(self, BakeError::Retryable { .. })
+    }
+}
+
+impl From<StepInputError> for BakeError {
+    fn from(e: StepInputError) -> BakeError {
+        BakeError::InvalidInput(e.to_string())
     }
 }
 
@@ -400,11 +435,23 @@ mod tests {
     fn the_step_backoff_doubles_from_100_ms() {
         let table = [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1600)];
         for (attempt, ms) in table {
-            assert_eq!((Backoff::STEP.delay)(attempt), Duration::from_millis(ms), "after failure {attempt}");
+            assert_eq!(
+                (Backoff::STEP.delay)(attempt),
+                Duration::from_millis(ms),
+                "after failure {attempt}"
+            );
         }
         assert_eq!(Backoff::STEP.attempts, 5);
-        assert_eq!(doubling(0), Duration::from_millis(100), "no failure yet is not a shift by -1");
-        assert_eq!(doubling(u32::MAX), Duration::from_millis(100 << 16), "capped, no overflow");
+        assert_eq!(
+            doubling(0),
+            Duration::from_millis(100),
+            "no failure yet is not a shift by -1"
+        );
+        assert_eq!(
+            doubling(u32::MAX),
+            Duration::from_millis(100 << 16),
+            "capped, no overflow"
+        );
     }
 
     /// `send` as a step calls it: each try sends again; the SDK's error is classified under the
@@ -415,7 +462,9 @@ mod tests {
             attempts: 3,
             delay: |_| Duration::ZERO,
         };
-        let cases: [(&[(u16, &str)], Result<u32, &str>, u32); 5] = [
+        // (the failures before success, the result, how many calls were made)
+        type Case = (&'static [(u16, &'static str)], Result<u32, &'static str>, u32);
+        let cases: [Case; 5] = [
             (&[], Ok(1), 1),
             (&[(400, "ThrottlingException")], Ok(2), 2),
             (&[(503, "ServiceUnavailable"), (500, "InternalError")], Ok(3), 3),
@@ -437,7 +486,11 @@ mod tests {
             .await;
             let got = out.as_ref().map(|n| *n).map_err(|e| e.error_type());
             assert_eq!(got, want, "{failures:?}");
-            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), want_calls, "{failures:?}");
+            assert_eq!(
+                calls.load(std::sync::atomic::Ordering::SeqCst),
+                want_calls,
+                "{failures:?}"
+            );
             if let Err(e) = out {
                 assert!(e.to_string().starts_with("GetParameter: "), "{e}");
             }

@@ -5,7 +5,7 @@
 
 use crate::{send, BakeError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use serde::{Deserialize, Serialize};
+use bakery_core::steps::BuildStatus;
 
 pub struct Deps {
     pub ib: aws_sdk_imagebuilder::Client,
@@ -24,30 +24,6 @@ impl Deps {
             sfn: aws_sdk_sfn::Client::new(&sdk),
             table: crate::env("LEDGER_TABLE")?,
         })
-    }
-}
-
-/// A build's status as the state machine sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildStatus {
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub terminal: bool,
-}
-
-impl BuildStatus {
-    pub fn new(status: &str, reason: Option<String>) -> Self {
-        let terminal = matches!(
-            status,
-            "AVAILABLE" | "FAILED" | "CANCELLED" | "DEPRECATED" | "DELETED" | "DISABLED"
-        );
-        Self {
-            status: status.to_owned(),
-            reason,
-            terminal,
-        }
     }
 }
 

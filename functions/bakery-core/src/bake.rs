@@ -1,41 +1,11 @@
-//! One bake as the state machine carries it: the payloads between its steps, and the plain
-//! rules they apply (next recipe version, idempotency tokens, the gate's verdict, lineage tags).
+//! The plain rules a bake applies: attempts and their names, the next recipe version,
+//! idempotency tokens, the gate's verdict. The payloads between its steps are in
+//! [`crate::steps`].
 
-use crate::ids::{AmiId, Region};
-use crate::policy::{Gate, Policy, Rebake, Severity};
-use crate::trigger::SourceAmi;
+use crate::policy::{Gate, Rebake};
+use crate::steps::BuildOutcome;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// The execution input: what to bake, and on what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BakeRequest {
-    /// Deterministic per (pipeline, source) and attempt: the execution name and the root of
-    /// every idempotency token, so a new attempt makes a new build instead of finding the
-    /// failed one again.
-    pub bake_id: String,
-    pub pipeline_arn: String,
-    /// The new parent image; None rebuilds on the recipe's current parent.
-    #[serde(default)]
-    pub source_ami: Option<SourceAmi>,
-    /// The source's own ancestry, nearest first (from an upstream Bakery's publication).
-    #[serde(default)]
-    pub parent_chain: Vec<AmiId>,
-    /// Where the bake came from, for the notification (free text such as "soeRelease").
-    #[serde(default)]
-    pub trigger: Option<String>,
-    /// Which attempt at this (pipeline, source) this is, from 1, and how many the policy allows.
-    #[serde(default = "first")]
-    pub attempt: u32,
-    #[serde(default = "first")]
-    pub max_attempts: u32,
-}
-
-fn first() -> u32 {
-    1
-}
 
 /// The execution name of attempt `attempt` of bake `bake_id`: the bake id itself, then
 /// `<bake id>-a2`, `-a3`, ... (a bake id is at most 57 characters, so this stays within Step
@@ -85,39 +55,6 @@ pub fn after_taken(
     } else {
         Taken::Next(attempt + 1)
     }
-}
-
-/// StartBuild's output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildStarted {
-    pub image_build_version_arn: String,
-    pub recipe_arn: String,
-    pub recipe_version: String,
-    pub parent_image: String,
-    pub pipeline_name: String,
-    pub home_region: String,
-    pub account_id: String,
-    /// The recipe's platform (Linux, Windows, macOS), sent as a message attribute.
-    #[serde(default)]
-    pub platform: Option<String>,
-    pub policy: Policy,
-}
-
-/// Inspector finding counts of a built image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Findings(pub BTreeMap<Severity, u32>);
-
-/// What the gate saw of the built image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildOutcome {
-    /// Image Builder's status: AVAILABLE, FAILED, CANCELLED, ...
-    pub status: String,
-    pub reason: Option<String>,
-    pub tests_enabled: bool,
-    pub findings: Findings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,66 +135,11 @@ pub fn bake_id(pipeline_name: &str, source: &str) -> String {
     )
 }
 
-/// Lineage, as tags on every published AMI. Tag values are at most 256 characters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Lineage {
-    pub bake_id: String,
-    pub source_ami: String,
-    /// The source's ancestry, nearest first.
-    pub parent_chain: Vec<AmiId>,
-    pub recipe_arn: String,
-    pub recipe_version: String,
-    pub pipeline_arn: String,
-    pub execution_arn: String,
-    pub image_build_version_arn: String,
-    pub build_date: String,
-}
-
-impl Lineage {
-    pub fn tags(&self) -> BTreeMap<String, String> {
-        let chain: Vec<&str> = self.parent_chain.iter().map(AmiId::as_str).collect();
-        [
-            ("bakery:bake-id", self.bake_id.clone()),
-            ("bakery:source-ami", self.source_ami.clone()),
-            ("bakery:parent-chain", cut(&chain.join(","), 256)),
-            ("bakery:recipe", cut(&self.recipe_arn, 256)),
-            ("bakery:recipe-version", self.recipe_version.clone()),
-            ("bakery:pipeline", cut(&self.pipeline_arn, 256)),
-            ("bakery:execution", cut(&self.execution_arn, 256)),
-            ("bakery:image", cut(&self.image_build_version_arn, 256)),
-            ("bakery:build-date", self.build_date.clone()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-}
-
-/// Cuts at a comma boundary where possible (a chain of AMI IDs stays a list of whole IDs).
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let head = &s[..max];
-    head.rsplit_once(',').map_or(head, |(h, _)| h).to_owned()
-}
-
-/// One region's publication, as the publish step reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RegionPublished {
-    pub region: Region,
-    pub image_id: AmiId,
-    pub snapshot_ids: Vec<String>,
-    pub parameters: Vec<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Quarantine;
+    use crate::policy::{Quarantine, Severity};
+    use crate::steps::Findings;
 
     fn gate(limits: &[(Severity, u32)]) -> Gate {
         Gate {
@@ -391,31 +273,5 @@ mod tests {
             backoff_seconds: 0,
         };
         assert_eq!(after_taken(&at_once, 1, "FAILED", None, stopped), Taken::Next(2));
-    }
-
-    #[test]
-    fn lineage_tags_fit_ec2_limits() {
-        let chain: Vec<AmiId> = (0..40)
-            .map(|i| AmiId::parse(&format!("ami-{i:017x}")).unwrap())
-            .collect();
-        let l = Lineage {
-            bake_id: "web-1".into(),
-            source_ami: "ami-0a1b2c3d4e5f67890".into(),
-            parent_chain: chain,
-            recipe_arn: "arn:aws:imagebuilder:us-east-1:111122223333:image-recipe/web/1.0.1".into(),
-            recipe_version: "1.0.1".into(),
-            pipeline_arn: "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web".into(),
-            execution_arn: String::new(),
-            image_build_version_arn: "arn:aws:imagebuilder:us-east-1:111122223333:image/web/1.0.1/1".into(),
-            build_date: "2026-11-26T16:00:00Z".into(),
-        };
-        let tags = l.tags();
-        assert!(tags.values().all(|v| v.len() <= 256));
-        assert!(!tags.contains_key("bakery:execution"), "empty values are not tags");
-        let chain = &tags["bakery:parent-chain"];
-        assert!(
-            chain.split(',').all(|a| AmiId::parse(a).is_ok()),
-            "whole IDs only: {chain}"
-        );
     }
 }

@@ -2,9 +2,10 @@
 //! name. Pure rules; the trigger function does the lookups (owner-filtered DescribeImages,
 //! GetImage, GetParameter, the ledger) and the starts.
 
-use crate::bake::{bake_id, BakeRequest};
+use crate::bake::bake_id;
 use crate::ids::{AccountId, AmiId, Arn};
 use crate::policy::{Policy, Rebuild};
+use crate::steps::BakeRequest;
 use crate::trigger::{BakeTrigger, Origin, SourceAmi};
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -11,6 +11,7 @@ pub mod imagebuilder;
 pub mod policy;
 pub mod publication;
 pub mod replay;
+pub mod steps;
 pub mod trigger;
 
 pub use classify::{classify, classify_value, ClassifyError};

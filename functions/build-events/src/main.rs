@@ -2,14 +2,12 @@
 
 mod handler;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let deps = bakery_aws::watch::Deps::from_env().await?;
-    lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
-        handler::handle(e.payload, &deps)
-    }))
-    .await
+    let deps = &deps;
+    bakery_aws::run("build-events", |event| handler::handle(event, deps)).await
 }

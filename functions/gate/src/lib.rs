@@ -8,13 +8,12 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_imagebuilder::types::{Filter as AggregationFilter, Image, ImageScanFindingsFilter, SeverityCounts};
 use bakery_aws::imagebuilder::get_image;
 use bakery_aws::{in_region, send, BakeError};
-use bakery_core::bake::{verdict, BuildOutcome, BuildStarted, Findings, Lineage};
+use bakery_core::bake::verdict;
 use bakery_core::ids::{AmiId, Region};
 use bakery_core::imagebuilder::ImageBuilderDate;
 use bakery_core::policy::{Gate, Quarantine, Severity};
-use bakery_core::SourceAmi;
+use bakery_core::steps::{AmiLineage, BakedImage, BuildOutcome, Findings, GateRequest, GateResult};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Clients built once per cold start. EC2 is called in the region of each AMI.
@@ -23,54 +22,7 @@ pub struct Deps {
     pub sdk: SdkConfig,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GateInput {
-    state: BakeState,
-    execution_arn: String,
-}
-
-/// The parts of the execution state the gate reads; the rest passes by.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BakeState {
-    bake_id: String,
-    pipeline_arn: String,
-    #[serde(default)]
-    source_ami: Option<SourceAmi>,
-    #[serde(default)]
-    parent_chain: Vec<AmiId>,
-    build: BuildStarted,
-}
-
-/// A built AMI in one region, as the publish step takes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BakedImage {
-    pub region: Region,
-    pub image_id: AmiId,
-    pub name: String,
-    pub snapshot_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GateResult {
-    pub passed: bool,
-    pub reasons: Vec<String>,
-    pub outcome: BuildOutcome,
-    /// The AMI in the home region (None when the build made none there).
-    pub image: Option<BakedImage>,
-    /// The failed image's AMIs are tagged and deprecated, or gone.
-    pub quarantined: bool,
-    /// The failed image's AMIs no longer exist, nor their snapshots.
-    pub deregistered: bool,
-    pub lineage: Lineage,
-}
-
-pub async fn handle(payload: Value, deps: &Deps) -> Result<GateResult, BakeError> {
-    let input: GateInput = serde_path_to_error::deserialize(payload)
-        .map_err(|e| BakeError::InvalidInput(format!("gate input: {}: {}", e.path(), e.inner())))?;
+pub async fn handle(input: GateRequest, deps: &Deps) -> Result<GateResult, BakeError> {
     let state = &input.state;
     let build = &state.build;
     let gate = &build.policy.gate;
@@ -144,7 +96,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<GateResult, BakeError
         }
     }
 
-    let lineage = Lineage {
+    let lineage = AmiLineage {
         bake_id: state.bake_id.clone(),
         source_ami: state
             .source_ami
@@ -549,28 +501,5 @@ mod tests {
         assert_eq!(build_date(Some("Jul 28, 2022 1:13:45 AM"), now), "2022-07-28T01:13:45Z");
         assert_eq!(build_date(Some("yesterday"), now), "2026-01-01T00:00:00Z");
         assert_eq!(build_date(None, now), "2026-01-01T00:00:00Z");
-    }
-
-    #[tokio::test]
-    async fn malformed_input_is_invalid_input() {
-        let sdk = aws_config::SdkConfig::builder().build();
-        let deps = Deps {
-            ib: aws_sdk_imagebuilder::Client::new(&sdk),
-            sdk,
-        };
-        for input in [
-            serde_json::json!(null),
-            serde_json::json!({"state": {}, "executionArn": "x"}),
-        ] {
-            let err = handle(input, &deps).await.unwrap_err();
-            assert_eq!(err.error_type(), "InvalidInput", "{err}");
-        }
-        let err = handle(
-            serde_json::json!({"executionArn": "x", "state": {"bakeId": "b"}}),
-            &deps,
-        )
-        .await
-        .unwrap_err();
-        assert!(err.to_string().contains("state"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! The gate function. Wiring only: the handler is in `lib.rs`.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,8 +10,6 @@ async fn main() -> Result<(), Error> {
         ib: aws_sdk_imagebuilder::Client::new(&sdk),
         sdk,
     };
-    lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
-        gate::handle(e.payload, &deps)
-    }))
-    .await
+    let deps = &deps;
+    bakery_aws::run("gate", |input| gate::handle(input, deps)).await
 }

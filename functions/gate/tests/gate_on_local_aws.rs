@@ -3,8 +3,9 @@
 
 use aws_sdk_imagebuilder::types::Image;
 use bakery_core::policy::{Quarantine, Severity};
+use bakery_core::steps::{decode, GateResult};
 use bakery_core::Policy;
-use gate::{handle, Deps, GateResult};
+use gate::{handle, Deps};
 use gateway::{FindingCounts, LocalAws};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -80,7 +81,7 @@ async fn gate(aws: &LocalAws, input: Value) -> GateResult {
         ib: aws_sdk_imagebuilder::Client::new(&sdk),
         sdk,
     };
-    handle(input, &deps).await.unwrap()
+    handle(decode("gate", input).unwrap(), &deps).await.unwrap()
 }
 
 fn built_ami(image: &Image) -> String {

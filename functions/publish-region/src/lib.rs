@@ -10,10 +10,13 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ssm::types::ParameterType;
 use bakery_aws::{in_region, send, BakeError};
-use bakery_core::bake::{client_token, Lineage, RegionPublished};
+use bakery_core::bake::client_token;
 use bakery_core::ids::{self, AmiId, Region};
-use bakery_core::policy::{ShareWith, TargetRegion};
-use serde::Deserialize;
+use bakery_core::policy::ShareWith;
+use bakery_core::steps::{
+    CheckRequest, PublishRegionRequest, PublishRegionResponse, PublishRequest, RegionFailure, RegionPublished,
+    RegionResult, RegionRevoked,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -58,32 +61,19 @@ impl Deps {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PublishInput {
-    bake_id: String,
-    target: TargetRegion,
-    image: SourceImage,
-    #[serde(default)]
-    share_with: ShareWith,
-    #[serde(default)]
-    ssm_parameters: Vec<String>,
-    lineage: Lineage,
+/// publish-region's three calls: a region's publication, its rollback, and the check once
+/// every region has settled.
+pub async fn handle(input: PublishRegionRequest, deps: &Deps) -> Result<PublishRegionResponse, BakeError> {
+    match input {
+        PublishRegionRequest::Publish(r) => publish(checked(r)?, deps).await.map(PublishRegionResponse::Published),
+        PublishRegionRequest::Revoke(r) => revoke(checked(r)?, deps).await.map(PublishRegionResponse::Revoked),
+        PublishRegionRequest::Check(c) => check(c).map(PublishRegionResponse::Checked),
+    }
 }
 
-/// The gated AMI (the gate's `image`).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SourceImage {
-    region: Region,
-    image_id: AmiId,
-    name: String,
-}
-
-fn parse(payload: Value) -> Result<PublishInput, BakeError> {
-    let input: PublishInput = serde_path_to_error::deserialize(payload)
-        .map_err(|e| BakeError::InvalidInput(format!("publish input: {}: {}", e.path(), e.inner())))?;
-    let bad = |path: &str, e: String| BakeError::InvalidInput(format!("publish input: {path}: {e}"));
+/// What decoding cannot check, before anything is called.
+fn checked(input: PublishRequest) -> Result<PublishRequest, BakeError> {
+    let bad = |path: &str, e: String| BakeError::InvalidInput(format!("publish-region input: {path}: {e}"));
     if let Some(key) = &input.target.kms_key_id {
         ids::check_kms_key_arn(key, Some(input.target.region.as_str())).map_err(|e| bad("target.kmsKeyId", e))?;
     }
@@ -96,8 +86,7 @@ fn parse(payload: Value) -> Result<PublishInput, BakeError> {
     Ok(input)
 }
 
-pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, BakeError> {
-    let input = parse(payload)?;
+pub async fn publish(input: PublishRequest, deps: &Deps) -> Result<RegionPublished, BakeError> {
     let region = &input.target.region;
     let Clients { ec2, ssm } = deps.clients(region);
     let tags = input.lineage.tags();
@@ -136,6 +125,13 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
     }
 
     for name in &input.ssm_parameters {
+        // A retry after the write must not make a second version: each version is a
+        // Parameter Store Change that followers of the parameter act on.
+        match bakery_aws::get_parameter(&ssm, name).await {
+            Ok(current) if current == image_id.as_str() => continue,
+            Ok(_) | Err(BakeError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
         send("PutParameter", || {
             ssm.put_parameter()
                 .name(name)
@@ -161,34 +157,33 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<RegionPublished, Bake
 /// After every region has settled (each failure caught as `{region, error, cause}` so that no
 /// region is still publishing when the rollback starts): the regions' results, or the first
 /// failure as the error it was, naming every region that failed.
-pub fn check(payload: Value) -> Result<Value, BakeError> {
-    let results = payload["published"]
-        .as_array()
-        .ok_or_else(|| BakeError::InvalidInput("check: published: expected the regions' results".into()))?;
-    let failed: Vec<&Value> = results.iter().filter(|r| r.get("error").is_some()).collect();
+pub fn check(input: CheckRequest) -> Result<Vec<RegionPublished>, BakeError> {
+    let total = input.published.len();
+    let (mut published, mut failed) = (Vec::new(), Vec::new());
+    for result in input.published {
+        match result {
+            RegionResult::Published(p) => published.push(p),
+            RegionResult::Failed(f) => failed.push(f),
+        }
+    }
     let Some(first) = failed.first() else {
-        return Ok(Value::Array(results.clone()));
+        return Ok(published);
     };
     // A Lambda error's Cause is its {errorType, errorMessage} as JSON.
-    let message = |r: &Value| {
-        let cause = r["cause"].as_str().unwrap_or_default();
-        let text = serde_json::from_str::<Value>(cause)
+    let message = |r: &RegionFailure| {
+        let text = serde_json::from_str::<Value>(&r.cause)
             .ok()
             .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| cause.to_owned());
-        format!(
-            "{}: {}: {text}",
-            r["region"].as_str().unwrap_or("?"),
-            r["error"].as_str().unwrap_or("?")
-        )
+            .unwrap_or_else(|| r.cause.clone());
+        format!("{}: {}: {text}", r.region, r.error)
     };
-    let all: Vec<String> = failed.iter().map(|r| message(r)).collect();
+    let all: Vec<String> = failed.iter().map(message).collect();
     Err(BakeError::from_error_type(
-        first["error"].as_str().unwrap_or("AwsError"),
+        &first.error,
         format!(
             "publishing failed in {} of {} regions: {}",
             failed.len(),
-            results.len(),
+            total,
             all.join("; ")
         ),
     ))
@@ -198,8 +193,7 @@ pub fn check(payload: Value) -> Result<Value, BakeError> {
 /// the launch and create-volume permissions this bake granted are removed from its AMIs in the
 /// region (the copy, or the home AMI), they are tagged quarantined, and parameters that point at
 /// them are deleted. Safe to run on a region that was never published.
-pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
-    let input = parse(payload)?;
+pub async fn revoke(input: PublishRequest, deps: &Deps) -> Result<RegionRevoked, BakeError> {
     let region = &input.target.region;
     let Clients { ec2, ssm } = deps.clients(region);
     let tags = input.lineage.tags();
@@ -256,7 +250,11 @@ pub async fn revoke(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
         }
     }
     tracing::info!(bake_id = %input.bake_id, %region, ?images, ?deleted, "publication revoked");
-    Ok(serde_json::json!({"region": region, "revoked": images, "deletedParameters": deleted}))
+    Ok(RegionRevoked {
+        region: region.clone(),
+        revoked: images,
+        deleted_parameters: deleted,
+    })
 }
 
 /// Grants (Add) or revokes (Remove) the policy's shares: launch permission on the image for the
@@ -312,7 +310,7 @@ fn copy_token(bake_id: &str, region: &Region, source: &AmiId) -> String {
 
 async fn copy(
     ec2: &aws_sdk_ec2::Client,
-    input: &PublishInput,
+    input: &PublishRequest,
     tags: &BTreeMap<String, String>,
 ) -> Result<AmiId, BakeError> {
     let born_with = |kind: ResourceType| {
@@ -610,6 +608,7 @@ mod tests {
 
     #[test]
     fn input_is_checked_before_anything_is_called() {
+        let parse = |v: Value| checked(bakery_core::steps::decode("publish-region", v)?);
         assert!(parse(input()).is_ok());
         let refuse = |patch: &dyn Fn(&mut Value), says: &str| {
             let mut v = input();
@@ -626,29 +625,28 @@ mod tests {
         refuse(&|v| v["image"]["imageId"] = json!("my-golden-image"), "image.imageId");
         refuse(&|v| v["shareWith"]["accounts"] = json!(["12345"]), "shareWith.accounts");
         refuse(&|v| v["image"]["name"] = json!(""), "image.name");
-        refuse(&|v| *v = json!([]), "publish input");
+        refuse(&|v| *v = json!([]), "publish-region input");
     }
 
     #[test]
     fn a_failed_region_comes_back_as_its_own_error_once_all_have_settled() {
-        let ok = json!({"region": "us-east-1", "imageId": "ami-1", "snapshotIds": [], "parameters": []});
-        assert_eq!(check(json!({"published": [ok.clone()]})).unwrap(), json!([ok]));
+        let check = |v: Value| check(serde_json::from_value(v).unwrap());
+        let ok =
+            json!({"region": "us-east-1", "imageId": "ami-0123456789abcdef0", "snapshotIds": [], "parameters": []});
+        let published = check(json!({"check": true, "published": [ok.clone()]})).unwrap();
+        assert_eq!(serde_json::to_value(published).unwrap(), json!([ok]));
         let failed = json!({
             "region": "ap-southeast-2",
             "error": "AccessDenied",
             "cause": "{\"errorType\":\"AccessDenied\",\"errorMessage\":\"CopyImage: UnauthorizedOperation\"}"
         });
-        let err = check(json!({"published": [ok, failed]})).unwrap_err();
+        let err = check(json!({"check": true, "published": [ok, failed]})).unwrap_err();
         assert_eq!(err.error_type(), "AccessDenied");
         let text = err.to_string();
         assert!(
             text.contains("1 of 2 regions")
                 && text.contains("ap-southeast-2: AccessDenied: CopyImage: UnauthorizedOperation"),
             "{text}"
-        );
-        assert_eq!(
-            check(json!({"published": {}})).unwrap_err().error_type(),
-            "InvalidInput"
         );
     }
 }

@@ -2,8 +2,8 @@
 //! own, the function called in-process, and the world checked afterwards in each region.
 
 use aws_sdk_ec2::types::{Filter, ImageAttributeName, SnapshotAttributeName};
-use bakery_core::bake::Lineage;
-use publish_region::{handle, Deps};
+use bakery_core::steps::{decode, AmiLineage, PublishRegionResponse, RegionPublished};
+use publish_region::Deps;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tests::{clients, create_pipeline, local_aws, register_base_ami, wait_for_build};
@@ -15,7 +15,7 @@ const ORG: &str = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5
 const OU: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-34cd56ef";
 const PARAMETER: &str = "/bakery/web/latest";
 
-fn input(target: Value, image: &Value, lineage: &Lineage) -> Value {
+fn input(target: Value, image: &Value, lineage: &AmiLineage) -> Value {
     json!({
         "bakeId": "web-1",
         "target": target,
@@ -24,6 +24,14 @@ fn input(target: Value, image: &Value, lineage: &Lineage) -> Value {
         "ssmParameters": [PARAMETER],
         "lineage": lineage,
     })
+}
+
+/// One region's publication, its input decoded as the state machine's would be.
+async fn handle(input: Value, deps: &Deps) -> Result<RegionPublished, bakery_aws::BakeError> {
+    match publish_region::handle(decode("publish-region", input)?, deps).await? {
+        PublishRegionResponse::Published(p) => Ok(p),
+        other => panic!("not a publication: {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -55,7 +63,7 @@ async fn an_ami_is_copied_shared_tagged_and_announced_once() {
         .remove(0);
     let name = source.name.clone().unwrap();
     let image = json!({"region": HOME, "imageId": ami, "name": name, "snapshotIds": []});
-    let lineage = Lineage {
+    let lineage = AmiLineage {
         bake_id: "web-1".into(),
         source_ami: base.clone(),
         parent_chain: vec![],

@@ -6,9 +6,9 @@
 use aws_sdk_imagebuilder::types::{ImagePipeline, ImageRecipe};
 use bakery_aws::imagebuilder::{check_distribution, get_pipeline, get_recipe};
 use bakery_aws::{send, BakeError};
-use bakery_core::bake::{client_token, next_patch_version, BakeRequest, BuildStarted};
+use bakery_core::bake::{client_token, next_patch_version};
 use bakery_core::ids::Arn;
-use serde_json::Value;
+use bakery_core::steps::{BakeRequest, BuildStarted};
 
 pub struct Deps {
     pub ib: aws_sdk_imagebuilder::Client,
@@ -20,13 +20,6 @@ pub struct Deps {
 
 /// How many recipe versions past the current one to try when another bake took the next.
 const VERSION_ATTEMPTS: usize = 10;
-
-pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, BakeError> {
-    let req: BakeRequest =
-        serde_json::from_value(payload).map_err(|e| BakeError::InvalidInput(format!("bake request: {e}")))?;
-    let started = start(&req, deps).await?;
-    serde_json::to_value(started).map_err(|e| BakeError::InvalidInput(e.to_string()))
-}
 
 pub async fn start(req: &BakeRequest, deps: &Deps) -> Result<BuildStarted, BakeError> {
     let arn = Arn::parse_kind(

@@ -2,7 +2,8 @@
 
 mod handler;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use bakery_core::steps::BakeRequest;
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,8 +23,9 @@ async fn main() -> Result<(), Error> {
         policy_prefix,
         grants,
     };
-    lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
-        handler::handle(e.payload, &deps)
-    }))
+    let deps = &deps;
+    bakery_aws::run("start-build", |req: BakeRequest| async move {
+        handler::start(&req, deps).await
+    })
     .await
 }

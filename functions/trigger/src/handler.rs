@@ -14,9 +14,10 @@
 
 use crate::lookups::{self, Lookups};
 use bakery_aws::BakeError;
-use bakery_core::bake::{self, BakeRequest, Taken};
+use bakery_core::bake::{self, Taken};
 use bakery_core::fanout::{self, Plan, Planned, Seen};
 use bakery_core::policy::{ObservedAmi, Rebake};
+use bakery_core::steps::BakeRequest;
 use bakery_core::{classify_value, BakeTrigger, Classification, ClassifyError, Origin, Policy};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;

@@ -3,7 +3,7 @@
 mod handler;
 mod lookups;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,8 +21,7 @@ async fn main() -> Result<(), Error> {
         concurrency: bakery_aws::env_count("START_CONCURRENCY", 8)? as usize,
         start_attempts: bakery_aws::env_count("START_ATTEMPTS", 10)?,
     };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        handler::handle(event.payload, &deps)
-    }))
-    .await
+    let deps = &deps;
+    // Any JSON: the trigger classifies what arrived itself, with its own typed errors.
+    bakery_aws::run("trigger", |event| handler::handle(event, deps)).await
 }
