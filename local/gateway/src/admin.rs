@@ -140,13 +140,71 @@ impl AdminClient {
     /// How CopyImage behaves from now on: each copy stays `pending` for `pending_ms`, and at most
     /// `concurrent_limit` copies may be in progress per account and region (None: no limit).
     pub async fn copies(&self, pending_ms: u64, concurrent_limit: Option<usize>) -> Result<(), AdminError> {
+        self.copies_listed_after(pending_ms, concurrent_limit, 0).await
+    }
+
+    /// As [`Self::copies`], and each new copy is missing from DescribeImages listings by
+    /// filter (not by image id) for `unlisted_ms`, as EC2's eventual consistency may have it.
+    pub async fn copies_listed_after(
+        &self,
+        pending_ms: u64,
+        concurrent_limit: Option<usize>,
+        unlisted_ms: u64,
+    ) -> Result<(), AdminError> {
         self.call(
             "POST",
             "ec2/copies",
-            json!({"pendingMs": pending_ms, "concurrentLimit": concurrent_limit}),
+            json!({"pendingMs": pending_ms, "concurrentLimit": concurrent_limit, "unlistedMs": unlisted_ms}),
         )
         .await
         .map(drop)
+    }
+
+    /// The next `count` successful calls of `service`'s `operation` by `function` are made,
+    /// then the function's execution environment dies before the answer reaches it: the
+    /// invocation ends with `Runtime.ExitError`, as a crashed Lambda sandbox ends it.
+    pub async fn kill_after(
+        &self,
+        function: &str,
+        service: &str,
+        operation: &str,
+        count: u32,
+    ) -> Result<(), AdminError> {
+        let body = json!({"function": function, "service": service, "operation": operation, "count": count});
+        self.call("POST", "lambda/kill-after", body).await.map(drop)
+    }
+
+    /// The next `count` successful calls of `service`'s `operation` by `function` are made,
+    /// and their answers reach the function `ms` later.
+    pub async fn hold_answer(
+        &self,
+        function: &str,
+        service: &str,
+        operation: &str,
+        ms: u64,
+        count: u32,
+    ) -> Result<(), AdminError> {
+        let body = json!({"function": function, "service": service, "operation": operation, "ms": ms, "count": count});
+        self.call("POST", "lambda/hold-answer", body).await.map(drop)
+    }
+
+    /// The kill-after and hold-answer knobs with the calls they still wait for:
+    /// `{function, service, operation, remaining}`.
+    pub async fn call_knobs(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("lambda/call-knobs").await
+    }
+
+    /// From now on, the first `count` calls of every operation the functions make (by
+    /// service and operation, whichever function makes them) are throttled.
+    pub async fn throttle_first(&self, count: u32) -> Result<(), AdminError> {
+        self.call("POST", "throttle-first", json!({"count": count}))
+            .await
+            .map(drop)
+    }
+
+    /// What the throttle-first knob saw: `{service, operation, calls, throttled}`.
+    pub async fn throttled_first(&self) -> Result<Vec<Value>, AdminError> {
+        self.list("throttle-first").await
     }
 
     /// Every copy in progress completes now.

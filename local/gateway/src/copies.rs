@@ -8,7 +8,10 @@
 //!   after accepting it;
 //! - its encryption (`Encrypted`, `KmsKeyId`, resolved to the key's ARN), shown in DescribeImages'
 //!   block device mappings;
-//! - a limit of copies in progress (a knob): one more is `ResourceLimitExceeded`.
+//! - a limit of copies in progress (a knob): one more is `ResourceLimitExceeded`;
+//! - DescribeImages' eventual consistency (a knob): a new copy is missing from listings by
+//!   filter for a while, so a retry that looks for its copy by tags may not find it, and only
+//!   the ClientToken stands between it and a second copy.
 //!
 //! TagSpecifications (image and snapshot) and CopyImageTags are applied to the copy in moto.
 
@@ -23,17 +26,21 @@ pub const KEY_FAILURE: &str = "Copy image failed with an internal error";
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub ready_at: Instant,
+    /// From when listings by filter show it.
+    pub listed_at: Instant,
     /// Why it will fail, once ready.
     pub failure: Option<String>,
     /// The ARN of the key its snapshots are encrypted with.
     pub kms_key_arn: Option<String>,
 }
 
-/// The knobs: how long a copy stays pending, how many may be in progress at once.
+/// The knobs: how long a copy stays pending, how many may be in progress at once, how long
+/// listings by filter miss it.
 #[derive(Debug, Clone, Default)]
 pub struct Knobs {
     pub pending: Duration,
     pub concurrent_limit: Option<usize>,
+    pub unlisted: Duration,
 }
 
 #[derive(Default)]
@@ -179,8 +186,8 @@ impl Copies {
 
 /// A DescribeImages answer with each copy as EC2 shows it now: `pending` until it is ready,
 /// then `failed` (with its state reason) or `available`, and its EBS mappings encrypted with
-/// its key.
-pub fn as_ec2_shows(xml: &str, copies: &HashMap<String, Copy>, now: Instant) -> String {
+/// its key. A `listing` (by filter, not by image id) misses copies not listed yet.
+pub fn as_ec2_shows(xml: &str, copies: &HashMap<String, Copy>, now: Instant, listing: bool) -> String {
     if copies.is_empty() {
         return xml.to_owned();
     }
@@ -189,7 +196,12 @@ pub fn as_ec2_shows(xml: &str, copies: &HashMap<String, Copy>, now: Instant) -> 
         let Some(copy) = crate::shared_images::field(item, "imageId").and_then(|id| copies.get(&id)) else {
             continue;
         };
-        out = out.replacen(item, &shown(item, copy, now), 1);
+        let shown = if listing && copy.listed_at > now {
+            String::new()
+        } else {
+            shown(item, copy, now)
+        };
+        out = out.replacen(item, &shown, 1);
     }
     out
 }
@@ -258,6 +270,7 @@ mod tests {
     fn copy(ready_in: Duration) -> Copy {
         Copy {
             ready_at: Instant::now() + ready_in,
+            listed_at: Instant::now(),
             failure: None,
             kms_key_arn: Some("arn:aws:kms:eu-west-1:1:key/k".into()),
         }
@@ -313,10 +326,10 @@ mod tests {
         let xml = "<DescribeImagesResponse><imagesSet><item><blockDeviceMapping><item><ebs><snapshotId>snap-1</snapshotId></ebs></item>\
             </blockDeviceMapping><imageId>ami-2</imageId><imageState>available</imageState></item>\
             <item><imageId>ami-3</imageId><imageState>available</imageState></item></imagesSet></DescribeImagesResponse>";
-        let now = Instant::now();
         let mut copies = HashMap::new();
         copies.insert("ami-2".to_owned(), copy(Duration::from_secs(60)));
-        let shown = as_ec2_shows(xml, &copies, now);
+        let now = Instant::now();
+        let shown = as_ec2_shows(xml, &copies, now, true);
         assert!(
             shown.contains("<imageId>ami-2</imageId><imageState>pending</imageState>"),
             "{shown}"
@@ -328,14 +341,32 @@ mod tests {
             "ami-2".to_owned(),
             Copy {
                 ready_at: now,
+                listed_at: now,
                 failure: Some(KEY_FAILURE.into()),
                 kms_key_arn: None,
             },
         );
-        let shown = as_ec2_shows(xml, &copies, now);
+        let shown = as_ec2_shows(xml, &copies, now, true);
         assert!(
             shown.contains("<imageState>failed</imageState><stateReason><code>Client.InternalError</code>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_new_copy_is_missing_from_listings_for_a_while() {
+        let xml = "<DescribeImagesResponse><imagesSet><item><imageId>ami-2</imageId><imageState>available</imageState></item>\
+            <item><imageId>ami-3</imageId><imageState>available</imageState></item></imagesSet></DescribeImagesResponse>";
+        let now = Instant::now();
+        let mut c = copy(Duration::ZERO);
+        c.listed_at = now + Duration::from_secs(5);
+        let copies = HashMap::from([("ami-2".to_owned(), c)]);
+        let listed = as_ec2_shows(xml, &copies, now, true);
+        assert!(!listed.contains("ami-2") && listed.contains("ami-3"), "{listed}");
+        assert!(
+            as_ec2_shows(xml, &copies, now, false).contains("ami-2"),
+            "by id it is there"
+        );
+        assert!(as_ec2_shows(xml, &copies, now + Duration::from_secs(5), true).contains("ami-2"));
     }
 }

@@ -61,6 +61,33 @@ struct Knob {
     code: Option<String>,
 }
 
+/// What befalls a function's AWS call once AWS has answered it (a test knob).
+#[derive(Clone, Debug)]
+enum AfterCall {
+    /// The answer reaches the function this much later.
+    Hold(Duration),
+    /// The function's execution environment dies before the answer reaches it.
+    Kill,
+}
+
+/// The next `remaining` successful calls of `service`'s `operation` by `function`.
+#[derive(Clone, Debug)]
+struct CallKnob {
+    function: String,
+    service: String,
+    operation: String,
+    remaining: u32,
+    then: AfterCall,
+}
+
+/// The first `count` calls of every operation the functions make are throttled; `seen` counts
+/// the calls per (service, operation).
+#[derive(Clone, Debug, Default)]
+struct ThrottleFirst {
+    count: u32,
+    seen: std::collections::BTreeMap<(String, String), u32>,
+}
+
 /// Who delivers an asynchronous invocation, and where what cannot be delivered goes.
 #[derive(Clone, Debug)]
 pub enum Delivery {
@@ -97,6 +124,9 @@ pub struct Gateway {
     sqs: aws_sdk_sqs::Client,
     /// (service, operation) → calls still to throttle.
     throttles: Mutex<HashMap<(String, String), Knob>>,
+    /// What befalls the functions' calls once answered.
+    call_knobs: Mutex<Vec<CallKnob>>,
+    throttle_first: Mutex<ThrottleFirst>,
     /// Every event put on the bus, in order, for tests and `bakery local`.
     events: Mutex<Vec<Value>>,
     /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
@@ -143,6 +173,8 @@ impl Gateway {
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
             sqs,
             throttles: Mutex::new(HashMap::new()),
+            call_knobs: Mutex::new(Vec::new()),
+            throttle_first: Mutex::new(ThrottleFirst::default()),
             events: Mutex::new(Vec::new()),
             invocations: Mutex::new(Vec::new()),
             deprecations: Mutex::new(HashMap::new()),
@@ -179,6 +211,12 @@ impl Gateway {
         if let Err(refused) = authz::authorize(&self.iam, &caller, &call).await {
             return refused;
         }
+        // The function whose invocation makes this call: the SDK sends the invocation's trace.
+        let function = trace_root(&parts.headers).and_then(|t| Some((self.lambdas.function_of(&t)?, t)));
+        if function.is_some() && self.throttled_first(&service, &operation) {
+            tracing::info!(%service, %operation, "throttled by the throttle-first knob");
+            return throttled(&service);
+        }
         if let Some(code) = self.take_knob(&service, &operation) {
             tracing::info!(%service, %operation, ?code, "refused by a test knob");
             return match code {
@@ -191,7 +229,7 @@ impl Gateway {
                 Some(code) => aws_json_error(400, &code, "failed by a test knob"),
             };
         }
-        match service.as_str() {
+        let answer = match service.as_str() {
             "lambda" if operation == "Invoke" => self.invoke_api(&path, &parts.headers, body).await,
             "sts" if operation == "AssumeRole" => self.assume_role(parts, body).await,
             "imagebuilder" => {
@@ -239,7 +277,48 @@ impl Gateway {
                 self.publish(parts, body, &operation, &query).await
             }
             _ => self.proxy(parts, body).await,
+        };
+        match function {
+            Some((function, trace)) if answer.status().is_success() => {
+                self.after_call(&function, &trace, &service, &operation).await;
+                answer
+            }
+            _ => answer,
         }
+    }
+
+    /// A knob on this function's call, now that AWS has answered it: hold the answer, or kill
+    /// the execution environment before the answer reaches it.
+    async fn after_call(&self, function: &str, trace: &str, service: &str, operation: &str) {
+        let then = self.call_knobs.lock().ok().and_then(|mut knobs| {
+            let k = knobs.iter_mut().find(|k| {
+                k.remaining > 0 && k.function == function && k.service == service && k.operation == operation
+            })?;
+            k.remaining -= 1;
+            Some(k.then.clone())
+        });
+        match then {
+            Some(AfterCall::Hold(d)) => {
+                tracing::info!(%function, %service, %operation, ?d, "answer held by a test knob");
+                tokio::time::sleep(d).await;
+            }
+            Some(AfterCall::Kill) => {
+                tracing::info!(%function, %service, %operation, "function killed after its call by a test knob");
+                self.lambdas.kill(trace).await;
+            }
+            None => {}
+        }
+    }
+
+    /// Whether the throttle-first knob throttles this call (and counts it).
+    fn throttled_first(&self, service: &str, operation: &str) -> bool {
+        let Ok(mut t) = self.throttle_first.lock() else {
+            return false;
+        };
+        let count = t.count;
+        let seen = t.seen.entry((service.to_owned(), operation.to_owned())).or_default();
+        *seen += 1;
+        *seen <= count
     }
 
     // ------------------------------------------------------------ Lambda
@@ -618,11 +697,13 @@ impl Gateway {
             .map(|c| c.in_region(&call.region))
             .unwrap_or_default();
         let now = std::time::Instant::now();
+        let listing = !call.form.keys().any(|k| k.starts_with("ImageId."));
         let finish = |xml: &str| {
             crate::copies::as_ec2_shows(
                 &crate::shared_images::as_ec2_shows(xml, &call.form, &deprecations),
                 &copies,
                 now,
+                listing,
             )
         };
         if extra.is_empty() {
@@ -718,10 +799,12 @@ impl Gateway {
                 None => (None, Some(KEY_FAILURE.to_owned())),
             },
         };
-        let pending = self.copies.lock().map(|c| c.knobs.pending).unwrap_or_default();
+        let knobs = self.copies.lock().map(|c| c.knobs.clone()).unwrap_or_default();
+        let pending = knobs.pending;
         let failed = failure.is_some();
         let copy = Copy {
             ready_at: std::time::Instant::now() + pending,
+            listed_at: std::time::Instant::now() + knobs.unlisted,
             failure,
             kms_key_arn,
         };
@@ -1148,10 +1231,12 @@ impl Gateway {
             ("POST", "ec2/copies") => {
                 let pending = Duration::from_millis(arg["pendingMs"].as_u64().unwrap_or(0));
                 let limit = arg["concurrentLimit"].as_u64().map(|n| n as usize);
+                let unlisted = Duration::from_millis(arg["unlistedMs"].as_u64().unwrap_or(0));
                 if let Ok(mut c) = self.copies.lock() {
                     c.knobs = crate::copies::Knobs {
                         pending,
                         concurrent_limit: limit,
+                        unlisted,
                     };
                 }
                 ok()
@@ -1199,6 +1284,65 @@ impl Gateway {
                     t.insert((service.to_owned(), operation.to_owned()), knob);
                 }
                 ok()
+            }
+            ("POST", knob @ ("lambda/kill-after" | "lambda/hold-answer")) => {
+                let (Some(function), Some(service), Some(operation)) = (
+                    arg["function"].as_str(),
+                    arg["service"].as_str(),
+                    arg["operation"].as_str(),
+                ) else {
+                    return bad("function, service and operation are required");
+                };
+                if self.lambdas.spec(function).is_none() {
+                    return bad(&format!("no function named {function}"));
+                }
+                let then = match (knob, arg["ms"].as_u64()) {
+                    ("lambda/kill-after", _) => AfterCall::Kill,
+                    (_, Some(ms)) => AfterCall::Hold(Duration::from_millis(ms)),
+                    (_, None) => return bad("hold-answer needs ms"),
+                };
+                if let Ok(mut k) = self.call_knobs.lock() {
+                    k.push(CallKnob {
+                        function: function.to_owned(),
+                        service: service.to_owned(),
+                        operation: operation.to_owned(),
+                        remaining: arg["count"].as_u64().unwrap_or(1) as u32,
+                        then,
+                    });
+                }
+                ok()
+            }
+            ("GET", "lambda/call-knobs") => {
+                let rows: Vec<Value> = self
+                    .call_knobs
+                    .lock()
+                    .map(|k| {
+                        k.iter()
+                            .map(|k| json!({"function": k.function, "service": k.service, "operation": k.operation, "remaining": k.remaining}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json_response(200, &json!(rows))
+            }
+            ("POST", "throttle-first") => {
+                if let Ok(mut t) = self.throttle_first.lock() {
+                    *t = ThrottleFirst {
+                        count: arg["count"].as_u64().unwrap_or(1) as u32,
+                        seen: Default::default(),
+                    };
+                }
+                ok()
+            }
+            ("GET", "throttle-first") => {
+                let t = self.throttle_first.lock().map(|t| t.clone()).unwrap_or_default();
+                let rows: Vec<Value> = t
+                    .seen
+                    .iter()
+                    .map(
+                        |((s, o), n)| json!({"service": s, "operation": o, "calls": n, "throttled": (*n).min(t.count)}),
+                    )
+                    .collect();
+                json_response(200, &json!(rows))
             }
             ("POST", "imagebuilder/fail-next-build") => {
                 let phase = match arg["phase"].as_str() {
@@ -1463,6 +1607,15 @@ fn throttled(service: &str) -> Response<Body> {
     }
 }
 
+/// The trace root of `X-Amzn-Trace-Id` (`Root=1-...;Parent=...;Sampled=...`).
+fn trace_root(headers: &hyper::HeaderMap) -> Option<String> {
+    let header = headers.get("x-amzn-trace-id")?.to_str().ok()?;
+    header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))
+        .map(str::to_owned)
+}
+
 /// `name`, `name:qualifier`, `arn:aws:lambda:region:account:function:name[:qualifier]` → name.
 fn function_name(s: &str) -> String {
     match s.split_once(":function:") {
@@ -1487,6 +1640,17 @@ mod tests {
             function_name("arn:aws:lambda:us-east-1:123456789012:function:f:live"),
             "f"
         );
+    }
+
+    #[test]
+    fn trace_roots() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(trace_root(&h), None);
+        h.insert(
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0".parse().unwrap(),
+        );
+        assert_eq!(trace_root(&h).as_deref(), Some("1-5759e988-bd862e3fe1be46a994272793"));
     }
 
     #[test]

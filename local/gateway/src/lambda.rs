@@ -38,8 +38,28 @@ impl Outcome {
 
 struct Invocation {
     request_id: String,
+    /// The X-Ray trace root it runs under: the runtime puts it in `_X_AMZN_TRACE_ID`, and the
+    /// SDK sends it with every AWS call the invocation makes (`X-Amzn-Trace-Id`).
+    trace_root: String,
     payload: Bytes,
     respond: oneshot::Sender<Outcome>,
+}
+
+/// One execution environment: its process and the invocation it is running.
+struct Process {
+    pid: u32,
+    current: Mutex<Option<Invocation>>,
+    /// Set when the process has exited.
+    exited: tokio::sync::watch::Sender<bool>,
+}
+
+impl Process {
+    /// Takes the invocation it is running, if that is `request_id`.
+    fn take(&self, request_id: &str) -> Option<Invocation> {
+        let mut c = self.current.lock().ok()?;
+        c.as_ref().filter(|i| i.request_id == request_id)?;
+        c.take()
+    }
 }
 
 /// The environment every function process gets besides its template variables.
@@ -67,6 +87,8 @@ struct FunctionRuntime {
     busy: AtomicUsize,
     /// Invocations queued and not yet taken.
     queued: AtomicUsize,
+    /// Live processes.
+    live: Mutex<Vec<Arc<Process>>>,
 }
 
 pub struct Lambdas {
@@ -88,6 +110,7 @@ impl Lambdas {
                     processes: AtomicUsize::new(0),
                     busy: AtomicUsize::new(0),
                     queued: AtomicUsize::new(0),
+                    live: Mutex::new(Vec::new()),
                 };
                 (spec.name, Arc::new(rt))
             })
@@ -111,15 +134,23 @@ impl Lambdas {
         self.children.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Runs one invocation to its end. `None` when no such function exists.
+    /// Runs one invocation to its end. `None` when no such function exists. The function's
+    /// Timeout counts from the moment its runtime takes the invocation (`/next`), as Lambda
+    /// counts it; waiting for a free execution environment does not count.
     pub async fn invoke(&self, name: &str, payload: Bytes) -> Option<Outcome> {
         let f = self.functions.get(name)?.clone();
         let (respond, outcome) = oneshot::channel();
         let request_id = uuid::Uuid::new_v4().to_string();
+        let trace_root = format!(
+            "1-{:08x}-{}",
+            chrono::Utc::now().timestamp(),
+            &request_id.replace('-', "")[..24]
+        );
         f.queued.fetch_add(1, Ordering::SeqCst);
         if f.queue_tx
             .send(Invocation {
                 request_id,
+                trace_root,
                 payload,
                 respond,
             })
@@ -131,20 +162,70 @@ impl Lambdas {
             ));
         }
         f.scale(&self.children).await;
-        // Startup plus the function's own timeout, as Lambda counts it.
-        let limit = Duration::from_secs(f.spec.timeout_secs) + Duration::from_secs(10);
-        Some(match tokio::time::timeout(limit, outcome).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(_)) => Outcome::sandbox("Runtime.ExitError", "the runtime exited without answering".into()),
-            Err(_) => Outcome::sandbox(
-                "Sandbox.Timedout",
-                format!("Task timed out after {}.00 seconds", f.spec.timeout_secs),
-            ),
-        })
+        Some(
+            outcome.await.unwrap_or_else(|_| {
+                Outcome::sandbox("Runtime.ExitError", "the runtime exited without answering".into())
+            }),
+        )
+    }
+
+    /// The function running the invocation whose trace root is `trace_root`.
+    pub fn function_of(&self, trace_root: &str) -> Option<String> {
+        self.functions
+            .iter()
+            .find(|(_, f)| f.running(trace_root).is_some())
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Kills the execution environment running the invocation traced `trace_root` (as a crash
+    /// of the sandbox would), and waits until it has exited: the invocation ends with
+    /// `Runtime.ExitError`. False when no invocation runs under that trace.
+    pub async fn kill(&self, trace_root: &str) -> bool {
+        let Some(process) = self.functions.values().find_map(|f| f.running(trace_root)) else {
+            return false;
+        };
+        let mut exited = process.exited.subscribe();
+        kill(process.pid);
+        let _ = exited.wait_for(|gone| *gone).await;
+        true
+    }
+}
+
+/// SIGKILL to a function process this gateway started.
+fn kill(pid: u32) {
+    // SAFETY: kill(2) on a pid this process started; one that already exited is harmless here.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
+
+/// How Lambda reports a runtime that exited: `Runtime exited with error: signal: killed`.
+fn exit_reason(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("Runtime exited with error: exit status {code}"),
+            (None, Some(libc::SIGKILL)) => "Runtime exited with error: signal: killed".into(),
+            (None, Some(sig)) => format!("Runtime exited with error: signal {sig}"),
+            (None, None) => "Runtime exited".into(),
+        },
+        Err(e) => format!("Runtime exited: {e}"),
     }
 }
 
 impl FunctionRuntime {
+    /// The live process running the invocation traced `trace_root`.
+    fn running(&self, trace_root: &str) -> Option<Arc<Process>> {
+        let live = self.live.lock().ok()?;
+        live.iter()
+            .find(|p| {
+                p.current
+                    .lock()
+                    .is_ok_and(|c| c.as_ref().is_some_and(|i| i.trace_root == trace_root))
+            })
+            .cloned()
+    }
+
     /// Starts another process when every live one is busy and the cap allows.
     async fn scale(self: &Arc<Self>, children: &Arc<Mutex<Vec<u32>>>) {
         let processes = self.processes.load(Ordering::SeqCst);
@@ -189,23 +270,34 @@ impl FunctionRuntime {
             .kill_on_drop(true);
         crate::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", binary.display()))?;
-        if let (Some(pid), Ok(mut c)) = (child.id(), children.lock()) {
+        let pid = child.id().unwrap_or_default();
+        if let Ok(mut c) = children.lock() {
             c.push(pid);
         }
         tracing::info!(function = %self.spec.name, runtime_api = %api, "started function process");
 
-        let current: Arc<Mutex<Option<Invocation>>> = Arc::new(Mutex::new(None));
+        let process = Arc::new(Process {
+            pid,
+            current: Mutex::new(None),
+            exited: tokio::sync::watch::channel(false).0,
+        });
+        if let Ok(mut live) = self.live.lock() {
+            live.push(process.clone());
+        }
         let server = {
             let this = self.clone();
-            let current = current.clone();
-            tokio::spawn(async move { this.serve_runtime_api(listener, current).await })
+            let process = process.clone();
+            tokio::spawn(async move { this.serve_runtime_api(listener, process).await })
         };
         let this = self.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             server.abort();
+            if let Ok(mut live) = this.live.lock() {
+                live.retain(|p| !Arc::ptr_eq(p, &process));
+            }
             this.processes.fetch_sub(1, Ordering::SeqCst);
-            let running = current.lock().ok().and_then(|mut c| c.take());
+            let running = process.current.lock().ok().and_then(|mut c| c.take());
             if running.is_some() {
                 this.busy.fetch_sub(1, Ordering::SeqCst);
             }
@@ -213,25 +305,26 @@ impl FunctionRuntime {
             if let Some(inv) = running {
                 let _ = inv.respond.send(Outcome::sandbox(
                     "Runtime.ExitError",
-                    format!("RequestId: {} Error: Runtime exited with {status:?}", inv.request_id),
+                    format!("RequestId: {} Error: {}", inv.request_id, exit_reason(&status)),
                 ));
             }
+            process.exited.send_replace(true);
         });
         Ok(())
     }
 
-    async fn serve_runtime_api(self: Arc<Self>, listener: TcpListener, current: Arc<Mutex<Option<Invocation>>>) {
+    async fn serve_runtime_api(self: Arc<Self>, listener: TcpListener, process: Arc<Process>) {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let this = self.clone();
-            let current = current.clone();
+            let process = process.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
-                    let current = current.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.runtime_api(req, &current).await) }
+                    let process = process.clone();
+                    async move { Ok::<_, std::convert::Infallible>(this.runtime_api(req, &process).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -241,13 +334,13 @@ impl FunctionRuntime {
     }
 
     /// The Runtime API: `/next`, `/{id}/response`, `/{id}/error`, `/init/error`.
-    async fn runtime_api(&self, req: Request<Incoming>, current: &Mutex<Option<Invocation>>) -> Response<Body> {
+    async fn runtime_api(self: &Arc<Self>, req: Request<Incoming>, process: &Arc<Process>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
             return json_response(404, &serde_json::json!({"errorMessage": "not a Runtime API path"}));
         };
         if rest == "invocation/next" {
-            return self.next(current).await;
+            return self.next(process).await;
         }
         let body = crate::http::read_body(req).await.unwrap_or_default();
         if rest == "init/error" {
@@ -259,20 +352,24 @@ impl FunctionRuntime {
             Some((_, "error")) => Outcome::FunctionError(body),
             _ => return json_response(404, &serde_json::json!({"errorMessage": "unknown Runtime API path"})),
         };
-        if let Some(inv) = current.lock().ok().and_then(|mut c| c.take()) {
+        if let Some(inv) = process.current.lock().ok().and_then(|mut c| c.take()) {
             self.busy.fetch_sub(1, Ordering::SeqCst);
             let _ = inv.respond.send(outcome);
         }
         json_response(202, &serde_json::json!({"status": "OK"}))
     }
 
-    async fn next(&self, current: &Mutex<Option<Invocation>>) -> Response<Body> {
+    /// Hands the next invocation to the runtime and starts its clock: when the function's
+    /// Timeout passes before it answers, the invocation ends as Lambda ends it
+    /// (`Sandbox.Timedout`) and the execution environment is stopped.
+    async fn next(self: &Arc<Self>, process: &Arc<Process>) -> Response<Body> {
         let Some(inv) = self.queue_rx.lock().await.recv().await else {
             return json_response(500, &serde_json::json!({"errorMessage": "shutting down"}));
         };
         self.queued.fetch_sub(1, Ordering::SeqCst);
         self.busy.fetch_add(1, Ordering::SeqCst);
-        let deadline = chrono::Utc::now().timestamp_millis() + (self.spec.timeout_secs as i64) * 1000;
+        let timeout = Duration::from_secs(self.spec.timeout_secs);
+        let deadline = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
         let arn = format!(
             "arn:aws:lambda:{}:{}:function:{}",
             self.host.region, self.host.account, self.spec.name
@@ -282,15 +379,30 @@ impl FunctionRuntime {
             .header("Lambda-Runtime-Aws-Request-Id", &inv.request_id)
             .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
             .header("Lambda-Runtime-Invoked-Function-Arn", arn)
-            .header(
-                "Lambda-Runtime-Trace-Id",
-                format!("Root=1-{:08x}-{}", deadline / 1000, &inv.request_id[..8]),
-            )
+            .header("Lambda-Runtime-Trace-Id", format!("Root={};Sampled=0", inv.trace_root))
             .header("Content-Type", "application/json")
             .body(full(inv.payload.clone()));
-        if let Ok(mut c) = current.lock() {
+        let request_id = inv.request_id.clone();
+        if let Ok(mut c) = process.current.lock() {
             *c = Some(inv);
         }
+        let (this, process) = (self.clone(), process.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let Some(inv) = process.take(&request_id) else {
+                return;
+            };
+            this.busy.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(function = %this.spec.name, %request_id, "invocation timed out");
+            let _ = inv.respond.send(Outcome::sandbox(
+                "Sandbox.Timedout",
+                format!(
+                    "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                ),
+            ));
+            kill(process.pid);
+        });
         response.unwrap_or_else(|_| json_response(500, &serde_json::json!({})))
     }
 }

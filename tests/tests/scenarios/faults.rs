@@ -190,3 +190,265 @@ async fn a_region_whose_copy_fails_for_good_fails_the_bake_and_the_others_roll_b
         }
     }
 }
+
+/// The function name (its Ref) of a template function.
+fn function(aws: &LocalAws, logical_id: &str) -> String {
+    aws.resource(logical_id)
+        .unwrap_or_else(|| panic!("no {logical_id} in the template"))
+        .to_owned()
+}
+
+/// Every Lambda task failure of the execution: (error, cause, seconds since it started).
+async fn lambda_failures(aws: &LocalAws, execution_arn: &str) -> Vec<(String, String, f64)> {
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    let mut started = None;
+    let mut out = Vec::new();
+    for e in history.events() {
+        if e.r#type() == &aws_sdk_sfn::types::HistoryEventType::LambdaFunctionStarted {
+            started = Some(e.timestamp().as_secs_f64());
+        }
+        if let Some(d) = e.lambda_function_failed_event_details() {
+            let since = started.map_or(f64::NAN, |s| e.timestamp().as_secs_f64() - s);
+            out.push((
+                d.error().unwrap_or_default().to_owned(),
+                d.cause().unwrap_or_default().to_owned(),
+                since,
+            ));
+        }
+    }
+    out
+}
+
+/// What exactly one bake of `release` leaves: one build, one AMI per region (tagged with the
+/// bake), shared once with the policy's accounts and OU, one version of each region's parameter
+/// pointing at it, and one PUBLISHED message naming every region's AMI.
+async fn assert_published_once(aws: &LocalAws, world: &World, id: &str) {
+    let ib = aws_sdk_imagebuilder::Client::new(&aws.sdk_config(&aws.region).await);
+    let builds = ib
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&world.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(builds.image_summary_list().len(), 1, "one build: {builds:?}");
+    let parameter = format!("/bakery/{}/latest", world.pipeline_name);
+    let mut amis = Vec::new();
+    for region in world::REGIONS {
+        let found = bake_amis(aws, region, id).await;
+        assert_eq!(found.len(), 1, "{region}: one AMI: {found:?}");
+        let shares = world::shares(aws, region, &found[0]).await.unwrap();
+        let mut accounts: Vec<String> = serde_json::from_value(shares["accounts"].clone()).unwrap();
+        accounts.sort();
+        assert_eq!(accounts, world::SHARE_ACCOUNTS, "{region}: each account once: {shares}");
+        assert_eq!(
+            shares["organizationalUnits"],
+            serde_json::json!([world::SHARE_OU]),
+            "{region}: {shares}"
+        );
+        let ssm = aws_sdk_ssm::Client::new(&aws.sdk_config(region).await);
+        let history = ssm.get_parameter_history().name(&parameter).send().await.unwrap();
+        let versions: Vec<&str> = history.parameters().iter().filter_map(|p| p.value()).collect();
+        assert_eq!(versions, [found[0].as_str()], "{region}: one parameter version");
+        amis.push(found[0].clone());
+    }
+    let got = all_notifications(aws, world, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 1, "exactly one message: {got:?}");
+    assert_eq!(got[0]["attributes"]["status"], "PUBLISHED", "{got:?}");
+    let mut announced: Vec<String> = got[0]["message"]["amis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["imageId"].as_str().map(str::to_owned))
+        .collect();
+    announced.sort();
+    amis.sort();
+    assert_eq!(announced, amis, "{got:?}");
+}
+
+/// template.yaml with `function`'s Timeout set to `seconds`, in a directory of its own.
+fn template_with_timeout(function: &str, seconds: u64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(tests::repo().join("template.yaml")).unwrap();
+    let mut t = gateway::template::Template::parse(&text).unwrap();
+    let props = t
+        .root
+        .pointer_mut(&format!("/Resources/{function}/Properties"))
+        .and_then(serde_json::Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no {function}"));
+    props.insert("Timeout".into(), serde_json::json!(seconds));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("bakery-faults-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("template.json");
+    std::fs::write(&path, t.root.to_string()).unwrap();
+    path
+}
+
+/// start-build outlives its Timeout (3 s here) while Image Builder's answer to
+/// StartImagePipelineExecution is held: Lambda ends it at exactly 3 s, counted from when the
+/// runtime took the invocation, as `Sandbox.Timedout`; the task's Retry runs it again, the
+/// bake's clientToken gives back the same build, and the bake publishes once.
+#[tokio::test]
+async fn a_start_build_that_times_out_after_starting_the_build_is_retried_into_the_same_build() {
+    let template = template_with_timeout("StartBuildFunction", 3);
+    let aws = tests::local_aws_from(
+        template,
+        &[
+            ("BuildWaitSeconds", "30"),
+            ("BusyRetrySeconds", "1"),
+            ("CopyPollSeconds", "1"),
+        ],
+    )
+    .await;
+    let (world, release) = seeded(&aws).await;
+    let start_build = function(&aws, "StartBuildFunction");
+    aws.admin()
+        .hold_answer(&start_build, "imagebuilder", "StartImagePipelineExecution", 6000, 1)
+        .await
+        .unwrap();
+    let id = bake_id(&world, &release);
+    let started = Instant::now();
+    let execution_arn = start(&aws, &world, &release).await;
+    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let failures = lambda_failures(&aws, &execution_arn).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (error, cause, after) = &failures[0];
+    assert_eq!(error, "Sandbox.Timedout", "{failures:?}");
+    let cause: serde_json::Value = serde_json::from_str(cause).unwrap();
+    assert_eq!(cause["errorType"], "Sandbox.Timedout");
+    let message = cause["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("RequestId: ") && message.ends_with("Error: Task timed out after 3.00 seconds"),
+        "{message}"
+    );
+    // Counted from /next: the held answer (6 s) never reached the function.
+    assert!(
+        (3.0..5.0).contains(after),
+        "timed out {after:.2} s after the function started"
+    );
+    assert_published_once(&aws, &world, &id).await;
+}
+
+/// start-build dies right after Image Builder accepted StartImagePipelineExecution, before it
+/// answers: Lambda reports `Runtime.ExitError`, the task's Retry runs it again, and only the
+/// bake's clientToken keeps that from being a second build.
+#[tokio::test]
+async fn a_start_build_killed_after_starting_the_build_is_retried_into_the_same_build() {
+    let aws = aws().await;
+    let (world, release) = seeded(&aws).await;
+    let start_build = function(&aws, "StartBuildFunction");
+    aws.admin()
+        .kill_after(&start_build, "imagebuilder", "StartImagePipelineExecution", 1)
+        .await
+        .unwrap();
+    let id = bake_id(&world, &release);
+    let started = Instant::now();
+    let execution_arn = start(&aws, &world, &release).await;
+    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let failures = lambda_failures(&aws, &execution_arn).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "Runtime.ExitError", "{failures:?}");
+    assert!(failures[0].1.contains("signal: killed"), "{failures:?}");
+    assert_published_once(&aws, &world, &id).await;
+}
+
+/// publish-region dies right after EC2 accepted CopyImage (in both regions that copy) and after
+/// one PutParameter, before it answers; its Retry runs it again while DescribeImages does not
+/// list the new copies yet (EC2 is eventually consistent), so only the copy's ClientToken stands
+/// between the retry and a second AMI; the parameter keeps one version, the AMIs one share each.
+#[tokio::test]
+async fn a_publish_region_killed_after_its_copy_and_its_parameter_is_retried_without_duplicates() {
+    let aws = aws().await;
+    let (world, release) = seeded(&aws).await;
+    let unlisted = Duration::from_secs(6);
+    aws.admin()
+        .copies_listed_after(500, None, unlisted.as_millis() as u64)
+        .await
+        .unwrap();
+    let publish = function(&aws, "PublishRegionFunction");
+    aws.admin().kill_after(&publish, "ec2", "CopyImage", 2).await.unwrap();
+    aws.admin()
+        .kill_after(&publish, "ssm", "PutParameter", 1)
+        .await
+        .unwrap();
+    let id = bake_id(&world, &release);
+    let started = Instant::now();
+    let execution_arn = start(&aws, &world, &release).await;
+    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let knobs = aws.admin().call_knobs().await.unwrap();
+    assert!(
+        knobs.iter().all(|k| k["remaining"] == 0),
+        "every kill happened: {knobs:?}"
+    );
+    let failures = lambda_failures(&aws, &execution_arn).await;
+    let crashes = failures.iter().filter(|f| f.0 == "Runtime.ExitError").count();
+    assert_eq!(crashes, 3, "{failures:?}");
+    // Then the copies show up in listings, as EC2's do.
+    tokio::time::sleep(unlisted).await;
+    assert_published_once(&aws, &world, &id).await;
+}
+
+/// Every operation the bake's functions call is throttled the first two times: the SDK's and the
+/// functions' retries carry the bake through, and it publishes once.
+#[tokio::test]
+async fn a_bake_throttled_on_every_call_publishes_once() {
+    let aws = aws().await;
+    let (world, release) = seeded(&aws).await;
+    aws.admin().throttle_first(2).await.unwrap();
+    let id = bake_id(&world, &release);
+    let report = world::bake(&aws, &world, &release, &id, LIMIT).await.unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let seen = aws.admin().throttled_first().await.unwrap();
+    let throttled: Vec<String> = seen
+        .iter()
+        .filter(|r| r["throttled"] == 2)
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["service"].as_str().unwrap_or(""),
+                r["operation"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for op in [
+        "ssm:GetParameter",
+        "imagebuilder:GetImagePipeline",
+        "imagebuilder:CreateImageRecipe",
+        "imagebuilder:UpdateImagePipeline",
+        "imagebuilder:StartImagePipelineExecution",
+        "imagebuilder:GetImage",
+        "ec2:CopyImage",
+        "ec2:DescribeImages",
+        "ec2:CreateTags",
+        "ec2:ModifyImageAttribute",
+        "ssm:PutParameter",
+        "sns:Publish",
+    ] {
+        assert!(throttled.iter().any(|t| t == op), "{op} was throttled: {seen:?}");
+    }
+    for r in &seen {
+        assert!(
+            r["calls"].as_u64() > r["throttled"].as_u64(),
+            "each got through in the end: {r}"
+        );
+    }
+    assert_published_once(&aws, &world, &id).await;
+}
