@@ -236,14 +236,18 @@ impl FunctionRuntime {
                 self.processes.fetch_sub(1, Ordering::SeqCst);
                 tracing::error!(function = %self.spec.name, error = %e, "cannot start the function");
                 // Fail what is queued rather than let it wait for the timeout.
-                if let Ok(mut rx) = self.queue_rx.try_lock() {
-                    while let Ok(inv) = rx.try_recv() {
-                        self.queued.fetch_sub(1, Ordering::SeqCst);
-                        let _ = inv
-                            .respond
-                            .send(Outcome::sandbox("Runtime.InvalidEntrypoint", e.clone()));
-                    }
-                }
+                self.fail_queued(|_| Outcome::sandbox("Runtime.InvalidEntrypoint", e.clone()));
+            }
+        }
+    }
+
+    /// Ends every invocation still queued with `outcome`.
+    fn fail_queued(&self, outcome: impl Fn(&Invocation) -> Outcome) {
+        if let Ok(mut rx) = self.queue_rx.try_lock() {
+            while let Ok(inv) = rx.try_recv() {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                let answer = outcome(&inv);
+                let _ = inv.respond.send(answer);
             }
         }
     }
@@ -307,6 +311,15 @@ impl FunctionRuntime {
                     "Runtime.ExitError",
                     format!("RequestId: {} Error: {}", inv.request_id, exit_reason(&status)),
                 ));
+            } else if this.processes.load(Ordering::SeqCst) == 0 {
+                // It died before it asked for work (an init failure) and no other environment
+                // is left to take what waits: Lambda fails those invocations with the exit.
+                this.fail_queued(|inv| {
+                    Outcome::sandbox(
+                        "Runtime.ExitError",
+                        format!("RequestId: {} Error: {}", inv.request_id, exit_reason(&status)),
+                    )
+                });
             }
             process.exited.send_replace(true);
         });
@@ -433,4 +446,53 @@ fn lambda_env(spec: &Function, host: &Host, runtime_api: &str) -> BTreeMap<Strin
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A function whose process exits before it asks for work (a failed init: a missing
+    /// environment variable) fails the invocation at once with the exit, as Lambda does,
+    /// instead of leaving the caller waiting.
+    #[tokio::test]
+    async fn a_runtime_that_dies_at_init_fails_the_invocation() {
+        let logs = std::env::temp_dir().join(format!("bakery-lambda-test-{}", std::process::id()));
+        std::fs::create_dir_all(&logs).unwrap();
+        let spec = Function {
+            logical_id: "Broken".into(),
+            name: "broken".into(),
+            binary: "/bin/false".into(),
+            timeout_secs: 600,
+            memory_mb: 128,
+            environment: BTreeMap::new(),
+            on_failure: None,
+            role_arn: "arn:aws:iam::123456789012:role/broken".into(),
+        };
+        let host = Host {
+            binaries: PathBuf::from("/"),
+            logs,
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            credentials: HashMap::new(),
+        };
+        let lambdas = Lambdas::new(vec![spec], host);
+        let outcome = tokio::time::timeout(Duration::from_secs(30), lambdas.invoke("broken", Bytes::from("{}")))
+            .await
+            .expect("the invocation waited for a runtime that had died")
+            .unwrap();
+        let Outcome::FunctionError(body) = outcome else {
+            panic!("a dead runtime answered");
+        };
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["errorType"], "Runtime.ExitError");
+        assert!(
+            error["errorMessage"]
+                .as_str()
+                .unwrap()
+                .ends_with("Runtime exited with error: exit status 1"),
+            "{error}"
+        );
+    }
 }
