@@ -6,7 +6,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := classify classify_wrapped policy
 
-.PHONY: test demo fuzz lint unit tools package package-check iam-report
+.PHONY: test demo fuzz lint unit tools package package-check iam-report bench
 
 ## make test: formatting, lints, every test in the workspace, then the packaged functions.
 test: lint unit package-check
@@ -68,3 +68,9 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t events schema/examples \
 	    -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 || exit 1; \
 	done
+
+## make bench: cold start, memory, size, transitions, fan-out and bake overhead, side by side with
+# a Python 3.11 + boto3 handler and a bare lambda_runtime function, in one run (about 15 minutes on
+# a warm target/), written to BENCHMARKS.md. Not part of `make test`: benchmarks assert nothing.
+bench:
+	CARGO=$(CARGO) BENCH_COMMAND="make bench" bash bench/run.sh
