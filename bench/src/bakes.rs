@@ -182,7 +182,7 @@ fn exited(events: &[HistoryEvent], name: &str) -> Option<f64> {
         .iter()
         .filter(|e| e.state_exited_event_details.as_ref().is_some_and(|d| d.name == name))
         .map(at)
-        .last()
+        .next_back()
 }
 
 /// One bake triggered by an SOE release on SNS, timed from the history.

@@ -208,6 +208,9 @@ fn baseline_dir() -> Option<PathBuf> {
         .filter(|p| p.is_dir())
 }
 
+/// A certificate store: (SSL_CERT_FILE, SSL_CERT_DIR).
+type CertStore = (PathBuf, PathBuf);
+
 fn lambda_env(name: &str, memory_mb: u64, endpoint: &str, home: &Path) -> BTreeMap<String, String> {
     [
         ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
@@ -275,7 +278,7 @@ fn cold_starts(
     });
     // Where a function's start-up goes: the bare function plus the SDK's set-up alone.
     let one_cert = one_certificate(scratch)?;
-    let sdk_rows: [(&str, &str, Option<(PathBuf, PathBuf)>); 4] = [
+    let sdk_rows: [(&str, &str, Option<CertStore>); 4] = [
         (
             "load_defaults, AL2023 bundle",
             "config",
