@@ -53,6 +53,15 @@ async fn start(aws: &LocalAws, world: &World, release: &str) -> String {
         .execution_arn
 }
 
+/// Starts the bake of `release`, waits until it has succeeded, and returns its execution ARN.
+async fn bake_succeeds(aws: &LocalAws, world: &World, release: &str) -> String {
+    let started = Instant::now();
+    let execution_arn = start(aws, world, release).await;
+    let report = world::wait(aws, &execution_arn, release, started, LIMIT).await.unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    execution_arn
+}
+
 /// Whether the execution has entered `state`.
 async fn entered(aws: &LocalAws, execution_arn: &str, state: &str) -> bool {
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
@@ -316,12 +325,7 @@ async fn a_start_build_that_times_out_after_starting_the_build_is_retried_into_t
         .await
         .unwrap();
     let id = bake_id(&world, &release);
-    let started = Instant::now();
-    let execution_arn = start(&aws, &world, &release).await;
-    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
-        .await
-        .unwrap();
-    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let execution_arn = bake_succeeds(&aws, &world, &release).await;
     let failures = lambda_failures(&aws, &execution_arn).await;
     assert_eq!(failures.len(), 1, "{failures:?}");
     let (error, cause, after) = &failures[0];
@@ -354,12 +358,7 @@ async fn a_start_build_killed_after_starting_the_build_is_retried_into_the_same_
         .await
         .unwrap();
     let id = bake_id(&world, &release);
-    let started = Instant::now();
-    let execution_arn = start(&aws, &world, &release).await;
-    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
-        .await
-        .unwrap();
-    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let execution_arn = bake_succeeds(&aws, &world, &release).await;
     let failures = lambda_failures(&aws, &execution_arn).await;
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "Runtime.ExitError", "{failures:?}");
@@ -387,12 +386,7 @@ async fn a_publish_region_killed_after_its_copy_and_its_parameter_is_retried_wit
         .await
         .unwrap();
     let id = bake_id(&world, &release);
-    let started = Instant::now();
-    let execution_arn = start(&aws, &world, &release).await;
-    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
-        .await
-        .unwrap();
-    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    let execution_arn = bake_succeeds(&aws, &world, &release).await;
     let knobs = aws.admin().call_knobs().await.unwrap();
     assert!(
         knobs.iter().all(|k| k["remaining"] == 0),
