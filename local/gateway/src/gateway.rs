@@ -226,6 +226,7 @@ impl Gateway {
                     &[("Content-Type", "text/xml")],
                     ec2_error(&code, "failed by a test knob"),
                 ),
+                Some(code) if QUERY_PROTOCOL.contains(&service.as_str()) => query_error(&code, "failed by a test knob"),
                 Some(code) => aws_json_error(400, &code, "failed by a test knob"),
             };
         }
@@ -1588,6 +1589,22 @@ fn ec2_error(code: &str, message: &str) -> String {
     )
 }
 
+/// The services that answer in the AWS query protocol's XML (SNS, SQS, STS, IAM).
+const QUERY_PROTOCOL: [&str; 4] = ["sns", "sqs", "sts", "iam"];
+
+/// A query-protocol error (`ErrorResponse`), as SNS, SQS, STS and IAM send it.
+fn query_error(code: &str, message: &str) -> Response<Body> {
+    response(
+        400,
+        &[("Content-Type", "text/xml")],
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+             <RequestId>{}</RequestId></ErrorResponse>",
+            uuid::Uuid::new_v4()
+        ),
+    )
+}
+
 /// A throttling error in the shape each protocol uses, so the SDKs classify it as throttling.
 fn throttled(service: &str) -> Response<Body> {
     match service {
@@ -1596,12 +1613,7 @@ fn throttled(service: &str) -> Response<Body> {
             &[("Content-Type", "text/xml")],
             ec2_error("RequestLimitExceeded", "Request limit exceeded."),
         ),
-        "sns" | "sqs" | "sts" | "iam" => response(
-            400,
-            &[("Content-Type", "text/xml")],
-            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
-             <RequestId>throttled</RequestId></ErrorResponse>",
-        ),
+        s if QUERY_PROTOCOL.contains(&s) => query_error("Throttling", "Rate exceeded"),
         "imagebuilder" => aws_json_error(429, "CallRateLimitExceededException", "Rate exceeded"),
         _ => aws_json_error(400, "ThrottlingException", "Rate exceeded"),
     }

@@ -313,6 +313,14 @@ pub async fn bake(
     bake_id: &str,
     limit: Duration,
 ) -> Result<BakeReport, Error> {
+    let started = Instant::now();
+    let execution_arn = start(aws, world, source_ami, bake_id).await?;
+    wait(aws, &execution_arn, source_ami, started, limit).await
+}
+
+/// Starts a bake of `world`'s pipeline on `source_ami` (execution name `bake_id`, as the trigger
+/// would for a release) and returns its execution ARN.
+pub async fn start(aws: &LocalAws, world: &World, source_ami: &str, bake_id: &str) -> Result<String, Error> {
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
     let input = json!({
         "bakeId": bake_id,
@@ -321,7 +329,6 @@ pub async fn bake(
         "parentChain": [],
         "trigger": "soeRelease"
     });
-    let started = Instant::now();
     let exec = sfn
         .start_execution()
         .state_machine_arn(&world.state_machine_arn)
@@ -329,8 +336,7 @@ pub async fn bake(
         .input(input.to_string())
         .send()
         .await;
-    let execution_arn = ok("StartExecution", exec.map_err(|e| e.into_service_error()))?.execution_arn;
-    wait(aws, &execution_arn, source_ami, started, limit).await
+    Ok(ok("StartExecution", exec.map_err(|e| e.into_service_error()))?.execution_arn)
 }
 
 /// Waits for an execution to end and reads its timeline.

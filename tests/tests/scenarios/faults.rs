@@ -35,22 +35,9 @@ async fn all_notifications(aws: &LocalAws, world: &World, settle: Duration) -> V
 }
 
 async fn start(aws: &LocalAws, world: &World, release: &str) -> String {
-    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
-    let input = serde_json::json!({
-        "bakeId": bake_id(world, release),
-        "pipelineArn": world.pipeline_arn,
-        "sourceAmi": {"imageId": release, "region": aws.region},
-        "parentChain": [],
-        "trigger": "soeRelease"
-    });
-    sfn.start_execution()
-        .state_machine_arn(&world.state_machine_arn)
-        .name(bake_id(world, release))
-        .input(input.to_string())
-        .send()
+    world::start(aws, world, release, &bake_id(world, release))
         .await
         .unwrap()
-        .execution_arn
 }
 
 /// Starts the bake of `release`, waits until it has succeeded, and returns its execution ARN.
@@ -64,21 +51,7 @@ async fn bake_succeeds(aws: &LocalAws, world: &World, release: &str) -> String {
 
 /// Whether the execution has entered `state`.
 async fn entered(aws: &LocalAws, execution_arn: &str, state: &str) -> bool {
-    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
-    let Ok(history) = sfn
-        .get_execution_history()
-        .execution_arn(execution_arn)
-        .max_results(1000)
-        .send()
-        .await
-    else {
-        return false;
-    };
-    history
-        .events()
-        .iter()
-        .filter_map(|e| e.state_entered_event_details())
-        .any(|d| d.name() == state)
+    states_entered(aws, execution_arn).await.iter().any(|s| s == state)
 }
 
 /// SNS throttles the publication: Announce is retried, and the subscriber gets one message.
@@ -122,10 +95,10 @@ async fn a_ledger_that_cannot_be_written_still_leaves_exactly_one_publication() 
         .await
         .unwrap();
     assert_eq!(report.status, "FAILED", "{report:#?}");
-    assert!(
-        report.timeline.iter().any(|s| s.state == "RecordLineage"),
-        "{:?}",
-        report.timeline
+    assert_eq!(
+        states_entered(&aws, &execution_arn).await.last().map(String::as_str),
+        Some("RecordLineage"),
+        "failed where the ledger is written"
     );
     let got = all_notifications(&aws, &world, Duration::from_secs(3)).await;
     assert_eq!(got.len(), 1, "exactly one message: {got:?}");
@@ -134,6 +107,220 @@ async fn a_ledger_that_cannot_be_written_still_leaves_exactly_one_publication() 
         got[0]["message"]["amis"].as_array().map(Vec::len),
         Some(world::REGIONS.len())
     );
+    // The ledger is back: a redrive writes its rows and sends nothing.
+    assert_eq!(
+        ledger_row(&aws, &format!("bake#{}", bake_id(&world, &release))).await,
+        None
+    );
+    aws.admin()
+        .fail_calls("dynamodb", "PutItem", 0, "ValidationException")
+        .await
+        .unwrap();
+    let report = redrive(&aws, &execution_arn, &release).await;
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    assert_eq!(states_since_redrive(&aws, &execution_arn).await, ["RecordLineage"]);
+    let row = ledger_row(&aws, &format!("bake#{}", bake_id(&world, &release))).await;
+    assert!(row.is_some_and(|r| r.contains_key("amis")), "the bake's ledger row");
+    let again = all_notifications(&aws, &world, Duration::from_secs(3)).await;
+    assert!(again.is_empty(), "no second message: {again:?}");
+}
+
+/// SNS refuses every publish (say the topic's key policy lost the announce role): once the AMIs
+/// are out nothing catches that, so the execution ends FAILED at Announce, redrivable, with no
+/// message. Another request for the same source does not bake it again (that would publish a
+/// second set of AMIs), even with no re-bake backoff; it says to redrive. When SNS takes it
+/// again, a redrive resumes at Announce, in the same execution: no second build, copy, share or
+/// parameter version, and one PUBLISHED message.
+#[tokio::test]
+async fn a_publication_refused_for_good_fails_at_announce_and_a_redrive_sends_it_once() {
+    let aws = aws().await;
+    let (mut world, release) = seeded(&aws).await;
+    world.policy["rebake"] = serde_json::json!({"maxAttempts": 3, "backoffSeconds": 0});
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
+    aws.admin()
+        .fail_calls("sns", "Publish", 1000, "AuthorizationError")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let requested = request_bake(&aws, &world, &release).await;
+    let execution_arn = requested["started"][0]["executionArn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a bake started: {requested}"))
+        .to_owned();
+    let report = world::wait(&aws, &execution_arn, &release, started, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let failed = sfn
+        .describe_execution()
+        .execution_arn(&execution_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.error(), Some("AccessDenied"), "{failed:?}");
+    assert_eq!(
+        failed.redrive_status(),
+        Some(&aws_sdk_sfn::types::ExecutionRedriveStatus::Redrivable),
+        "{failed:?}"
+    );
+    assert!(all_notifications(&aws, &world, Duration::from_secs(2)).await.is_empty());
+    let id = requested["started"][0]["bakeId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for region in world::REGIONS {
+        assert_eq!(bake_amis(&aws, region, &id).await.len(), 1, "{region}: published");
+    }
+
+    let again = request_bake(&aws, &world, &release).await;
+    assert_eq!(again["started"], serde_json::json!([]), "{again}");
+    let reason = again["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("failed at Announce") && reason.contains("redrive"),
+        "{again}"
+    );
+    assert_eq!(world::executions(&aws).await.unwrap().len(), 1, "no second bake");
+
+    aws.admin()
+        .fail_calls("sns", "Publish", 0, "AuthorizationError")
+        .await
+        .unwrap();
+    let report = redrive(&aws, &execution_arn, &release).await;
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    assert_eq!(
+        states_since_redrive(&aws, &execution_arn).await,
+        ["Announce", "RecordLineage"],
+        "resumed where it stopped"
+    );
+    let done = sfn
+        .describe_execution()
+        .execution_arn(&execution_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.redrive_count(), Some(1), "{done:?}");
+    assert_published_once(&aws, &world, &id).await;
+    // A succeeded execution is not redriven again.
+    let refused = sfn.redrive_execution().execution_arn(&execution_arn).send().await;
+    let refused = refused.map_err(|e| e.into_service_error()).unwrap_err();
+    assert!(refused.is_execution_not_redrivable(), "{refused:?}");
+}
+
+/// An operator's "Bake Requested" for `release`, handed to the trigger as EventBridge would;
+/// returns the trigger's answer.
+async fn request_bake(aws: &LocalAws, world: &World, release: &str) -> serde_json::Value {
+    let event = serde_json::json!({
+        "version": "0",
+        "id": uuid_like(),
+        "detail-type": "Bake Requested",
+        "source": "bakery",
+        "account": aws.account,
+        "time": "2026-12-03T10:00:00Z",
+        "region": aws.region,
+        "resources": [],
+        "detail": {
+            "pipelineArn": world.pipeline_arn,
+            "sourceAmi": {"imageId": release, "region": aws.region},
+            "requestedBy": "operator@example.com",
+            "reason": "fault test"
+        }
+    });
+    let lambda = aws_sdk_lambda::Client::new(&aws.sdk_config(&aws.region).await);
+    let out = lambda
+        .invoke()
+        .function_name(function(aws, "TriggerFunction"))
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(out.payload.map(|p| p.into_inner()).unwrap_or_default().as_slice()).unwrap();
+    assert_eq!(out.function_error, None, "the trigger failed: {body}");
+    body
+}
+
+/// A fresh EventBridge event id.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("fault-{nanos:x}")
+}
+
+/// Redrives the execution and waits until it ends.
+async fn redrive(aws: &LocalAws, execution_arn: &str, release: &str) -> world::BakeReport {
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let started = Instant::now();
+    sfn.redrive_execution()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .unwrap();
+    world::wait(aws, execution_arn, release, started, LIMIT).await.unwrap()
+}
+
+/// Every state the execution entered, in order.
+async fn states_entered(aws: &LocalAws, execution_arn: &str) -> Vec<String> {
+    states_entered_since(aws, execution_arn, None).await
+}
+
+/// The states the execution entered after its (last) ExecutionRedriven event.
+async fn states_since_redrive(aws: &LocalAws, execution_arn: &str) -> Vec<String> {
+    states_entered_since(
+        aws,
+        execution_arn,
+        Some(aws_sdk_sfn::types::HistoryEventType::ExecutionRedriven),
+    )
+    .await
+}
+
+async fn states_entered_since(
+    aws: &LocalAws,
+    execution_arn: &str,
+    since: Option<aws_sdk_sfn::types::HistoryEventType>,
+) -> Vec<String> {
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config(&aws.region).await);
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    let events = history.events();
+    let from = since.map_or(0, |kind| {
+        events
+            .iter()
+            .rposition(|e| e.r#type() == &kind)
+            .unwrap_or_else(|| panic!("no {kind:?} event"))
+    });
+    events[from..]
+        .iter()
+        .filter_map(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_owned())
+        .collect()
+}
+
+/// The ledger's row `pk` (sort key `published` for a bake), if there is one.
+async fn ledger_row(
+    aws: &LocalAws,
+    pk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let table = aws.resource("LedgerTable").expect("the ledger table").to_owned();
+    let ddb = aws_sdk_dynamodb::Client::new(&aws.sdk_config(&aws.region).await);
+    let key = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
+    ddb.get_item()
+        .table_name(table)
+        .key("pk", key(pk))
+        .key("sk", key("published"))
+        .send()
+        .await
+        .unwrap()
+        .item
 }
 
 /// This bake's AMIs in `region` (the copies and the build's, tagged with its bake id).

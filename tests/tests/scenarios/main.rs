@@ -9,6 +9,7 @@ mod iam;
 mod local_imagebuilder;
 mod local_lambda_events;
 mod local_sns;
+mod local_stepfunctions;
 mod package;
 mod template;
 mod triggers;
