@@ -31,6 +31,16 @@ pub enum Taken {
     Exhausted,
 }
 
+/// The states a bake enters only once its AMIs are out. An attempt that ended FAILED in one of
+/// them published: a re-bake would publish a second set of AMIs, so it waits for a redrive,
+/// which resumes it there.
+pub const AFTER_PUBLISHING: [&str; 2] = ["Announce", "RecordLineage"];
+
+/// Whether a failed attempt that stopped in `state` (the last state it entered) has published.
+pub fn published_before_failing(state: &str) -> bool {
+    AFTER_PUBLISHING.contains(&state)
+}
+
 /// Whether a bake whose attempt `attempt` is in Step Functions status `status` (stopped at
 /// `stopped`) is tried again at `now`. The wait after the k-th failure is `backoff_seconds`
 /// × 2^(k-1), from the moment that attempt stopped.

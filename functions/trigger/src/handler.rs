@@ -479,6 +479,19 @@ async fn start_one(
         })
         .await?;
         let status = described.status().as_str().to_owned();
+        if status == "FAILED" {
+            if let Some(state) = last_state_entered(sfn, &execution_arn, attempts).await? {
+                if bake::published_before_failing(&state) {
+                    let reason = format!(
+                        "attempt {} ({}) published its AMIs and failed at {state}: redrive that execution \
+                         (RedriveExecution) to finish it; a re-bake would publish a second set",
+                        req.attempt, req.bake_id
+                    );
+                    tracing::warn!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, %execution_arn, %reason, "failed after publishing; waits for a redrive");
+                    return Ok(Start::Held(reason));
+                }
+            }
+        }
         let stopped = described
             .stop_date()
             .and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
@@ -516,6 +529,28 @@ async fn start_one(
             }
         }
     }
+}
+
+/// The last state an execution entered (its newest events first; the last few are enough).
+async fn last_state_entered(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    attempts: u32,
+) -> Result<Option<String>, BakeError> {
+    let history = bakery_aws::send_with(bakery_aws::Backoff::jittered(attempts), "GetExecutionHistory", || {
+        sfn.get_execution_history()
+            .execution_arn(execution_arn)
+            .reverse_order(true)
+            .max_results(25)
+            .include_execution_data(false)
+            .send()
+    })
+    .await?;
+    Ok(history
+        .events()
+        .iter()
+        .find_map(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_owned()))
 }
 
 #[cfg(test)]
