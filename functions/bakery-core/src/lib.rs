@@ -11,6 +11,7 @@ pub mod imagebuilder;
 pub mod policy;
 pub mod publication;
 pub mod replay;
+pub mod retention;
 pub mod steps;
 pub mod trigger;
 

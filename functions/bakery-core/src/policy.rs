@@ -19,6 +19,7 @@ pub const MAX_SHARE_ENTITIES: usize = 1000;
 pub const MAX_CONCURRENCY: u64 = 40;
 const DEFAULT_CONCURRENCY: u32 = 5;
 const DEFAULT_KEEP: u32 = 3;
+const DEFAULT_MIN_AGE_DAYS: u32 = 7;
 /// Attempts per (pipeline, source AMI), the first included.
 pub const MAX_ATTEMPTS: u64 = 10;
 const DEFAULT_ATTEMPTS: u32 = 3;
@@ -166,8 +167,16 @@ pub struct Notify {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
-    /// How many earlier published AMIs of this pipeline to keep.
+    /// How many of the pipeline's newest published AMIs to keep in each region, the one just
+    /// published included; older ones are deregistered with their snapshots.
     pub keep: u32,
+    /// Never deregister an AMI younger than this, however many newer ones there are.
+    #[serde(default = "default_min_age_days")]
+    pub min_age_days: u32,
+}
+
+fn default_min_age_days() -> u32 {
+    DEFAULT_MIN_AGE_DAYS
 }
 
 /// How a bake that failed is tried again. The next trigger for the same pipeline and source
@@ -655,7 +664,10 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
     let notify = r.required(obj, "", "notify").and_then(|v| read_notify(r, v));
     let retention = match obj.get("retention") {
         Some(v) => read_retention(r, v),
-        None => Some(Retention { keep: DEFAULT_KEEP }),
+        None => Some(Retention {
+            keep: DEFAULT_KEEP,
+            min_age_days: DEFAULT_MIN_AGE_DAYS,
+        }),
     };
     let rebake = match obj.get("rebake") {
         Some(v) => read_rebake(r, v),
@@ -886,11 +898,18 @@ fn read_notify(r: &mut Reader, v: &Value) -> Option<Notify> {
 }
 
 fn read_retention(r: &mut Reader, v: &Value) -> Option<Retention> {
-    let obj = r.object(v, "retention", &["keep"])?;
+    let obj = r.object(v, "retention", &["keep", "minAgeDays"])?;
     let keep = r
         .required(obj, "retention", "keep")
-        .and_then(|v| r.count(v, "retention.keep", 1, 1000))?;
-    Some(Retention { keep })
+        .and_then(|v| r.count(v, "retention.keep", 1, 1000));
+    let min_age_days = match obj.get("minAgeDays") {
+        Some(v) => r.count(v, "retention.minAgeDays", 0, 3650),
+        None => Some(DEFAULT_MIN_AGE_DAYS),
+    };
+    Some(Retention {
+        keep: keep?,
+        min_age_days: min_age_days?,
+    })
 }
 
 fn read_rebake(r: &mut Reader, v: &Value) -> Option<Rebake> {

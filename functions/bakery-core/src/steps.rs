@@ -17,14 +17,17 @@
 //! | Unpublish › RevokeRegion  | publish-region  | [`PublishRequest`] + `revoke` | [`RegionRevoked`], an item of `$.unpublished` |
 //! | Announce, NotifyFailure   | announce        | [`AnnounceRequest`]       | [`Announced`], `$.announced` |
 //! | RecordLineage             | announce        | [`AnnounceRequest`] + `record` | [`Recorded`], `$.recorded` |
+//! | ApplyRetention            | publish-region  | [`RetainRequest`] + `retain` | [`RetentionApplied`], `$.retention` |
+//! | RetentionNotApplied (Pass) |                |                           | the error, `$.retentionError` |
 //! | Failed… (Pass)            |                 |                           | [`Failure`], `$.failure` |
 //!
 //! [`decode`] is how every function reads its input: a bad field is named by its path.
 
 use crate::ids::{AmiId, Region};
-use crate::policy::{Policy, Severity, ShareWith, TargetRegion};
+use crate::policy::{Policy, Retention, Severity, ShareWith, TargetRegion};
 use crate::publication::BakeStatus;
 pub use crate::publication::Failure;
+use crate::retention::Kept;
 use crate::trigger::SourceAmi;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -334,13 +337,54 @@ pub struct RegionRevoked {
     pub deleted_parameters: Vec<String>,
 }
 
-/// The three calls of publish-region, told apart as the state machine sends them: `revoke:
-/// true` (RevokeRegion), `check: true` (AllRegionsPublished), or neither (PublishRegion).
+/// After the publication (ApplyRetention): the pipeline's older AMIs to deregister, in the
+/// home region and every target region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetainRequest {
+    pub bake_id: String,
+    pub pipeline_arn: String,
+    /// The gated AMI in the home region.
+    pub image: BakedImage,
+    pub regions: Vec<TargetRegion>,
+    #[serde(default)]
+    pub ssm_parameters: Vec<String>,
+    pub retention: Retention,
+}
+
+/// What retention did in one region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionRetention {
+    pub region: Region,
+    pub kept: Vec<KeptImage>,
+    pub deregistered: Vec<AmiId>,
+    pub deleted_snapshots: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptImage {
+    pub image_id: AmiId,
+    pub reason: Kept,
+}
+
+/// ApplyRetention's output, at `$.retention`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionApplied {
+    pub regions: Vec<RegionRetention>,
+}
+
+/// The four calls of publish-region, told apart as the state machine sends them: `revoke:
+/// true` (RevokeRegion), `check: true` (AllRegionsPublished), `retain: true` (ApplyRetention),
+/// or none of them (PublishRegion).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishRegionRequest {
     Publish(PublishRequest),
     Revoke(PublishRequest),
     Check(CheckRequest),
+    Retain(RetainRequest),
 }
 
 impl<'de> Deserialize<'de> for PublishRegionRequest {
@@ -356,6 +400,11 @@ impl<'de> Deserialize<'de> for PublishRegionRequest {
         if v.get("check").is_some() {
             return decode("publish-region", v)
                 .map(PublishRegionRequest::Check)
+                .map_err(inner);
+        }
+        if flag(&mut v, "retain") {
+            return decode("publish-region", v)
+                .map(PublishRegionRequest::Retain)
                 .map_err(inner);
         }
         let revoke = flag(&mut v, "revoke");
@@ -375,6 +424,7 @@ pub enum PublishRegionResponse {
     Published(RegionPublished),
     Revoked(RegionRevoked),
     Checked(Vec<RegionPublished>),
+    Retained(RetentionApplied),
 }
 
 /// The end of every bake (Announce, NotifyFailure) and the ledger after a publication

@@ -6,10 +6,11 @@
 //! or a path changed in the ASL, fails here.
 
 use bakery_core::ids::{AmiId, Region};
+use bakery_core::retention::Kept;
 use bakery_core::steps::{
     decode, AmiLineage, AnnounceRequest, Announced, BakeRequest, BakedImage, BuildOutcome, BuildStarted, BuildStatus,
-    CheckRequest, Findings, GateRequest, GateResult, PublishRegionRequest, Recorded, RegionPublished, RegionRevoked,
-    WatchRequest,
+    CheckRequest, Findings, GateRequest, GateResult, KeptImage, PublishRegionRequest, Recorded, RegionPublished,
+    RegionRetention, RegionRevoked, RetainRequest, RetentionApplied, WatchRequest,
 };
 use bakery_core::{Policy, SourceAmi};
 use serde::de::DeserializeOwned;
@@ -201,6 +202,22 @@ fn call(at: &str, function: &str, input: &Value) -> Value {
                     .filter(|r| r.get("error").is_none())
                     .collect();
                 Value::Array(published)
+            }
+            Ok(PublishRegionRequest::Retain(req)) => {
+                let mut without_flag = input.clone();
+                without_flag.as_object_mut().unwrap().remove("retain");
+                let _: RetainRequest = contract(at, "publish-region", &without_flag);
+                to_json(RetentionApplied {
+                    regions: vec![RegionRetention {
+                        region: req.image.region.clone(),
+                        kept: vec![KeptImage {
+                            image_id: ami(4),
+                            reason: Kept::Newest,
+                        }],
+                        deregistered: vec![ami(5)],
+                        deleted_snapshots: vec!["snap-0123456789abcdef2".into()],
+                    }],
+                })
             }
             Err(e) => panic!("{at}: {e}"),
         },

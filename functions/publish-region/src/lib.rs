@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod retain;
+
 /// How long one call waits for a copy before handing back to the state machine's Retry.
 const COPY_WAIT: Duration = Duration::from_secs(60);
 const COPY_POLL: Duration = Duration::from_secs(5);
@@ -33,7 +35,7 @@ pub struct Deps {
 }
 
 #[derive(Clone)]
-struct Clients {
+pub(crate) struct Clients {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
 }
@@ -46,7 +48,7 @@ impl Deps {
         }
     }
 
-    fn clients(&self, region: &Region) -> Clients {
+    pub(crate) fn clients(&self, region: &Region) -> Clients {
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .entry(region.to_string())
@@ -61,10 +63,11 @@ impl Deps {
     }
 }
 
-/// publish-region's three calls: a region's publication, its rollback, and the check once
-/// every region has settled.
+/// publish-region's four calls: a region's publication, its rollback, the check once every
+/// region has settled, and retention after the publication.
 pub async fn handle(input: PublishRegionRequest, deps: &Deps) -> Result<PublishRegionResponse, BakeError> {
     match input {
+        PublishRegionRequest::Retain(r) => retain::retain(r, deps).await.map(PublishRegionResponse::Retained),
         PublishRegionRequest::Publish(r) => publish(checked(r)?, deps).await.map(PublishRegionResponse::Published),
         PublishRegionRequest::Revoke(r) => revoke(checked(r)?, deps).await.map(PublishRegionResponse::Revoked),
         PublishRegionRequest::Check(c) => check(c).map(PublishRegionResponse::Checked),

@@ -453,6 +453,35 @@ pub async fn notifications(aws: &LocalAws, queue_url: &str, want: usize, limit: 
     Ok(got)
 }
 
+/// The AMIs of bake `bake_id` in `region` (tagged `bakery:bake-id`), with their snapshots.
+pub async fn bake_images(aws: &LocalAws, region: &str, bake_id: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(region).await);
+    let out = ec2
+        .describe_images()
+        .owners("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:bakery:bake-id")
+                .values(bake_id)
+                .build(),
+        )
+        .send()
+        .await;
+    let out = ok("DescribeImages", out.map_err(|e| e.into_service_error()))?;
+    Ok(out
+        .images()
+        .iter()
+        .filter_map(|i| {
+            let snapshots = i
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+                .collect();
+            Some((i.image_id()?.to_owned(), snapshots))
+        })
+        .collect())
+}
+
 /// Who an AMI is shared with: launch permissions and its snapshots' create-volume permissions.
 pub async fn shares(aws: &LocalAws, region: &str, image_id: &str) -> Result<Value, Error> {
     let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(region).await);

@@ -118,7 +118,10 @@ async fn a_ledger_that_cannot_be_written_still_leaves_exactly_one_publication() 
         .unwrap();
     let report = redrive(&aws, &execution_arn, &release).await;
     assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
-    assert_eq!(states_since_redrive(&aws, &execution_arn).await, ["RecordLineage"]);
+    assert_eq!(
+        states_since_redrive(&aws, &execution_arn).await,
+        ["RecordLineage", "ApplyRetention"]
+    );
     let row = ledger_row(&aws, &format!("bake#{}", bake_id(&world, &release))).await;
     assert!(row.is_some_and(|r| r.contains_key("amis")), "the bake's ledger row");
     let again = all_notifications(&aws, &world, Duration::from_secs(3)).await;
@@ -192,7 +195,7 @@ async fn a_publication_refused_for_good_fails_at_announce_and_a_redrive_sends_it
     assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
     assert_eq!(
         states_since_redrive(&aws, &execution_arn).await,
-        ["Announce", "RecordLineage"],
+        ["Announce", "RecordLineage", "ApplyRetention"],
         "resumed where it stopped"
     );
     let done = sfn
@@ -325,23 +328,8 @@ async fn ledger_row(
 
 /// This bake's AMIs in `region` (the copies and the build's, tagged with its bake id).
 async fn bake_amis(aws: &LocalAws, region: &str, bake_id: &str) -> Vec<String> {
-    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(region).await);
-    let out = ec2
-        .describe_images()
-        .owners("self")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:bakery:bake-id")
-                .values(bake_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.images()
-        .iter()
-        .filter_map(|i| i.image_id().map(str::to_owned))
-        .collect()
+    let images = world::bake_images(aws, region, bake_id).await.unwrap();
+    images.into_iter().map(|(id, _)| id).collect()
 }
 
 /// One region's copy fails for good (its key is not in that region): the bake fails naming

@@ -11,5 +11,6 @@ mod local_lambda_events;
 mod local_sns;
 mod local_stepfunctions;
 mod package;
+mod retention;
 mod template;
 mod triggers;
