@@ -5,6 +5,7 @@
 mod demo;
 mod iam_report;
 mod replay;
+mod retention;
 
 use bakery_core::{classify, Policy};
 use clap::{Parser, Subcommand};
@@ -65,6 +66,26 @@ enum Command {
         usage: std::path::PathBuf,
         #[arg(long)]
         repo: Option<std::path::PathBuf>,
+    },
+    /// What retention (`retention.keep`, `retention.minAgeDays` of each bake policy) would
+    /// deregister (`--plan`), or deregisters with the snapshots (`--apply`), in every region a
+    /// pipeline publishes to (the AWS endpoint, region and credentials come from the environment).
+    Retention {
+        /// Show what would go; change nothing.
+        #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+        plan: bool,
+        /// Deregister what the plan lets go, and delete its snapshots.
+        #[arg(long)]
+        apply: bool,
+        /// Only this pipeline (its name or ARN); every pipeline with a policy by default.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Where the bake policies are (the stack's PolicyPrefix).
+        #[arg(long, default_value = "/bakery/policies/")]
+        policy_prefix: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
     },
     /// The local AWS (moto and the gateway) that the demo and the tests run on.
     Local {
@@ -378,6 +399,19 @@ async fn main() -> ExitCode {
                         .collect(),
                 },
                 Err(e) => Outcome::problem(format!("iam-report: {e}")),
+            }
+        }
+        Command::Retention {
+            plan: _,
+            apply,
+            pipeline,
+            policy_prefix,
+            json,
+        } => {
+            let r = retention::run(apply, pipeline.as_deref(), &policy_prefix, json).await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
             }
         }
         Command::Replay {

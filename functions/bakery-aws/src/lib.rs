@@ -4,6 +4,7 @@
 
 pub mod imagebuilder;
 pub mod images;
+pub mod retention;
 pub mod watch;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -43,6 +44,64 @@ where
         },
     ))
     .await
+}
+
+/// A parameter under the policy prefix that does not hold a valid policy: reported, skipped,
+/// and never a reason to stop the other pipelines' bakes.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidPolicy {
+    pub parameter: String,
+    pub error: String,
+}
+
+/// Every policy under the prefix. A policy must sit at `<prefix><its pipeline's name>`:
+/// that is where the bake reads it, so one elsewhere would bake under another's rules.
+pub async fn policies(
+    ssm: &aws_sdk_ssm::Client,
+    policy_prefix: &str,
+) -> Result<(Vec<Policy>, Vec<InvalidPolicy>), BakeError> {
+    let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    let mut token: Option<String> = None;
+    loop {
+        let page = send("GetParametersByPath", || {
+            ssm.get_parameters_by_path()
+                .path(policy_prefix.trim_end_matches('/'))
+                .recursive(true)
+                .set_next_token(token.clone())
+                .send()
+        })
+        .await?;
+        for p in page.parameters() {
+            let name = p.name().unwrap_or_default().to_owned();
+            let mut bad = |error: String| {
+                tracing::error!(parameter = %name, %error, "invalid bake policy skipped");
+                invalid.push(InvalidPolicy {
+                    parameter: name.clone(),
+                    error,
+                });
+            };
+            match Policy::parse(p.value().unwrap_or_default().as_bytes()) {
+                Err(e) => bad(e.to_string().replace('\n', "; ")),
+                Ok(policy) => {
+                    let pipeline = bakery_core::ids::pipeline_name(&policy.pipeline_arn);
+                    if name != format!("{}{pipeline}", policy_prefix) {
+                        bad(format!(
+                            "a policy for {} must be kept at {}{pipeline}",
+                            policy.pipeline_arn, policy_prefix
+                        ));
+                    } else {
+                        valid.push(policy);
+                    }
+                }
+            }
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok((valid, invalid))
 }
 
 /// The SDK configuration for this function, once per cold start.

@@ -30,12 +30,12 @@ const COPY_POLL: Duration = Duration::from_secs(5);
 
 /// The SDK configuration, and clients per target region, built once and reused.
 pub struct Deps {
-    sdk: SdkConfig,
+    pub(crate) sdk: SdkConfig,
     clients: Mutex<HashMap<String, Clients>>,
 }
 
 #[derive(Clone)]
-pub(crate) struct Clients {
+struct Clients {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
 }
@@ -48,7 +48,7 @@ impl Deps {
         }
     }
 
-    pub(crate) fn clients(&self, region: &Region) -> Clients {
+    fn clients(&self, region: &Region) -> Clients {
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .entry(region.to_string())

@@ -11,7 +11,6 @@ use bakery_aws::{get_parameter, in_region, send, BakeError};
 use bakery_core::fanout::{newest_base, Candidate};
 use bakery_core::ids::{AccountId, AmiId, Arn, Region};
 use bakery_core::{Policy, SourceAmi};
-use serde::Serialize;
 use std::collections::HashMap;
 use tokio::sync::Mutex;
 
@@ -28,14 +27,7 @@ pub struct Lookups {
 /// Region, image ID, and the owner filter it was looked up with.
 type ImageKey = (String, String, Vec<String>);
 
-/// A parameter under the policy prefix that does not hold a valid policy: reported, skipped,
-/// and never a reason to stop the other pipelines' bakes.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvalidPolicy {
-    pub parameter: String,
-    pub error: String,
-}
+pub use bakery_aws::InvalidPolicy;
 
 /// One region's Allowed AMIs setting (GetAllowedImagesSettings).
 #[derive(Debug, Clone, PartialEq)]
@@ -121,51 +113,9 @@ impl Lookups {
         aws_sdk_imagebuilder::Client::new(&in_region(&self.sdk, region))
     }
 
-    /// Every policy under the prefix. A policy must sit at `<prefix><its pipeline's name>`:
-    /// that is where the bake reads it, so one elsewhere would bake under another's rules.
+    /// Every policy under the prefix ([`bakery_aws::policies`]).
     pub async fn policies(&self) -> Result<(Vec<Policy>, Vec<InvalidPolicy>), BakeError> {
-        let (mut valid, mut invalid) = (Vec::new(), Vec::new());
-        let mut token: Option<String> = None;
-        loop {
-            let page = send("GetParametersByPath", || {
-                self.ssm
-                    .get_parameters_by_path()
-                    .path(self.policy_prefix.trim_end_matches('/'))
-                    .recursive(true)
-                    .set_next_token(token.clone())
-                    .send()
-            })
-            .await?;
-            for p in page.parameters() {
-                let name = p.name().unwrap_or_default().to_owned();
-                let mut bad = |error: String| {
-                    tracing::error!(parameter = %name, %error, "invalid bake policy skipped");
-                    invalid.push(InvalidPolicy {
-                        parameter: name.clone(),
-                        error,
-                    });
-                };
-                match Policy::parse(p.value().unwrap_or_default().as_bytes()) {
-                    Err(e) => bad(e.to_string().replace('\n', "; ")),
-                    Ok(policy) => {
-                        let pipeline = bakery_core::ids::pipeline_name(&policy.pipeline_arn);
-                        if name != format!("{}{pipeline}", self.policy_prefix) {
-                            bad(format!(
-                                "a policy for {} must be kept at {}{pipeline}",
-                                policy.pipeline_arn, self.policy_prefix
-                            ));
-                        } else {
-                            valid.push(policy);
-                        }
-                    }
-                }
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok((valid, invalid))
+        bakery_aws::policies(&self.ssm, &self.policy_prefix).await
     }
 
     /// One AMI by ID, with `owners` as DescribeImages' owner filter. None when no such owner

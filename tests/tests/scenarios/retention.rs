@@ -120,3 +120,73 @@ async fn older_amis_go_with_their_snapshots_unless_young_or_built_on() {
     }
     assert!(world::bake_images(&aws, &aws.region, &third).await.unwrap().is_empty());
 }
+
+/// `bakery retention` as an operator runs it: the command line, the environment the local AWS
+/// prints. `--plan` changes nothing; `--apply` deregisters what the plan showed.
+async fn bakery_retention(aws: &LocalAws, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
+        .arg("retention")
+        .args(args)
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn bakery_retention_plans_without_changing_anything_then_applies_the_plan() {
+    let aws = local_aws_with(&[("BuildWaitSeconds", "30"), ("CopyPollSeconds", "1")]).await;
+    let mut world = world::seed(&aws, "web").await.unwrap();
+    set_retention(&aws, &mut world, 3, 0).await;
+    let first = bake(&aws, &world, "soe-al2023-2026.11.1-web").await;
+    let second = bake(&aws, &world, "soe-al2023-2026.11.2-web").await;
+    let first_amis = published(&aws, &first).await;
+    let second_amis = published(&aws, &second).await;
+    set_retention(&aws, &mut world, 1, 0).await;
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&bakery_retention(&aws, &["--plan", "--pipeline", "web", "--json"]).await).unwrap();
+    assert_eq!(plan["mode"], "plan");
+    let regions = plan["pipelines"][0]["regions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(regions.len(), world::REGIONS.len(), "{plan}");
+    for ((region, first_ami, snapshots), (_, second_ami, _)) in first_amis.iter().zip(&second_amis) {
+        let r = regions
+            .iter()
+            .find(|r| r["region"] == *region)
+            .unwrap_or_else(|| panic!("{region}: {plan}"));
+        assert_eq!(r["deregister"][0]["imageId"], first_ami.as_str(), "{r}");
+        assert_eq!(r["deregister"][0]["snapshotIds"], serde_json::json!(snapshots), "{r}");
+        assert_eq!(r["deregister"].as_array().map(Vec::len), Some(1), "{r}");
+        assert_eq!(
+            r["keep"],
+            serde_json::json!([{"imageId": second_ami, "reason": "newest"}]),
+            "{r}"
+        );
+    }
+    published(&aws, &first).await;
+
+    let applied = bakery_retention(&aws, &["--apply", "--pipeline", "web"]).await;
+    for (region, ami, snapshots) in &first_amis {
+        assert!(applied.contains(&format!("deregistered {ami}")), "{applied}");
+        assert!(
+            world::bake_images(&aws, region, &first).await.unwrap().is_empty(),
+            "{region}"
+        );
+        for snapshot in snapshots {
+            assert!(
+                !snapshot_exists(&aws, region, snapshot).await,
+                "{region}: {snapshot} deleted"
+            );
+        }
+    }
+    published(&aws, &second).await;
+    let again = bakery_retention(&aws, &["--plan", "--pipeline", "web"]).await;
+    assert!(!again.contains("would deregister"), "{again}");
+}
