@@ -4,6 +4,7 @@
 
 mod demo;
 mod iam_report;
+mod ops;
 mod replay;
 mod retention;
 
@@ -83,6 +84,46 @@ enum Command {
         /// Where the bake policies are (the stack's PolicyPrefix).
         #[arg(long, default_value = "/bakery/policies/")]
         policy_prefix: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a manual bake of a pipeline (its name, with a bake policy, or its ARN) through the
+    /// trigger function, as a "Bake Requested" event would; `--wait` follows it to its end.
+    Bake {
+        pipeline: String,
+        /// The source AMI (in the pipeline's region); the recipe's current parent by default.
+        #[arg(long)]
+        source: Option<String>,
+        /// The trigger function's name or ARN (stack output TriggerFunctionArn).
+        #[arg(long)]
+        function: String,
+        /// Why (kept in the trigger's log and the bake's request).
+        #[arg(long, default_value = "manual bake (bakery bake)")]
+        reason: String,
+        /// Wait until the bake ends; exit 2 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in minutes.
+        #[arg(long, default_value_t = 240)]
+        wait_minutes: u64,
+        /// Where the bake policies are (the stack's PolicyPrefix), to find a pipeline by name.
+        #[arg(long, default_value = "/bakery/policies/")]
+        policy_prefix: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running and recent bakes, newest first, with each one's step timeline.
+    Status {
+        /// Only this pipeline's bakes (its name or ARN).
+        pipeline: Option<String>,
+        /// The bake state machine (stack output BakeStateMachineArn).
+        #[arg(long)]
+        state_machine: String,
+        /// At most this many bakes.
+        #[arg(long, default_value_t = 20)]
+        max: usize,
         /// Print one JSON object instead of the readable report.
         #[arg(long)]
         json: bool,
@@ -399,6 +440,43 @@ async fn main() -> ExitCode {
                         .collect(),
                 },
                 Err(e) => Outcome::problem(format!("iam-report: {e}")),
+            }
+        }
+        Command::Bake {
+            pipeline,
+            source,
+            function,
+            reason,
+            wait,
+            wait_minutes,
+            policy_prefix,
+            json,
+        } => {
+            let r = ops::bake(ops::Bake {
+                pipeline: &pipeline,
+                source: source.as_deref(),
+                function: &function,
+                policy_prefix: &policy_prefix,
+                reason: &reason,
+                wait: wait.then(|| std::time::Duration::from_secs(wait_minutes * 60)),
+                json,
+            })
+            .await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
+            }
+        }
+        Command::Status {
+            pipeline,
+            state_machine,
+            max,
+            json,
+        } => {
+            let r = ops::status(&state_machine, pipeline.as_deref(), max, json).await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
             }
         }
         Command::Retention {

@@ -339,6 +339,37 @@ pub async fn start(aws: &LocalAws, world: &World, source_ami: &str, bake_id: &st
     Ok(ok("StartExecution", exec.map_err(|e| e.into_service_error()))?.execution_arn)
 }
 
+/// The states an execution went through, from its history: each state's start (since the
+/// execution started) and duration, in order, and the failure if it failed.
+pub fn timeline(events: &[aws_sdk_sfn::types::HistoryEvent]) -> Vec<Step> {
+    let t0 = events.first().map(|e| e.timestamp.as_secs_f64()).unwrap_or_default();
+    let mut timeline: Vec<Step> = Vec::new();
+    let mut open: Vec<(String, f64)> = Vec::new();
+    for e in events {
+        let at = e.timestamp.as_secs_f64();
+        if let Some(d) = &e.state_entered_event_details {
+            open.push((d.name.clone(), at));
+        } else if let Some(d) = &e.state_exited_event_details {
+            if let Some(i) = open.iter().rposition(|(n, _)| n == &d.name) {
+                let (name, start) = open.remove(i);
+                timeline.push(Step {
+                    state: name,
+                    started_ms: ((start - t0) * 1000.0) as u128,
+                    duration_ms: ((at - start) * 1000.0) as u128,
+                });
+            }
+        } else if matches!(e.r#type, HistoryEventType::ExecutionFailed) {
+            timeline.push(Step {
+                state: "ExecutionFailed".into(),
+                started_ms: ((at - t0) * 1000.0) as u128,
+                duration_ms: 0,
+            });
+        }
+    }
+    timeline.sort_by_key(|s| s.started_ms);
+    timeline
+}
+
 /// Waits for an execution to end and reads its timeline.
 pub async fn wait(
     aws: &LocalAws,
@@ -374,32 +405,7 @@ pub async fn wait(
             .await
             .map_err(|e| e.into_service_error()),
     )?;
-    let events = history.events;
-    let t0 = events.first().map(|e| e.timestamp.as_secs_f64()).unwrap_or_default();
-    let mut timeline: Vec<Step> = Vec::new();
-    let mut open: Vec<(String, f64)> = Vec::new();
-    for e in &events {
-        let at = e.timestamp.as_secs_f64();
-        if let Some(d) = &e.state_entered_event_details {
-            open.push((d.name.clone(), at));
-        } else if let Some(d) = &e.state_exited_event_details {
-            if let Some(i) = open.iter().rposition(|(n, _)| n == &d.name) {
-                let (name, start) = open.remove(i);
-                timeline.push(Step {
-                    state: name,
-                    started_ms: ((start - t0) * 1000.0) as u128,
-                    duration_ms: ((at - start) * 1000.0) as u128,
-                });
-            }
-        } else if matches!(e.r#type, HistoryEventType::ExecutionFailed) {
-            timeline.push(Step {
-                state: "ExecutionFailed".into(),
-                started_ms: ((at - t0) * 1000.0) as u128,
-                duration_ms: 0,
-            });
-        }
-    }
-    timeline.sort_by_key(|s| s.started_ms);
+    let timeline = timeline(&history.events);
     Ok(BakeReport {
         execution_arn: execution_arn.to_owned(),
         status: described.status.as_str().to_owned(),

@@ -10,6 +10,7 @@ mod local_imagebuilder;
 mod local_lambda_events;
 mod local_sns;
 mod local_stepfunctions;
+mod operate;
 mod package;
 mod retention;
 mod template;
