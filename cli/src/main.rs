@@ -4,6 +4,7 @@
 
 mod demo;
 mod iam_report;
+mod lineage;
 mod ops;
 mod replay;
 mod retention;
@@ -113,6 +114,20 @@ enum Command {
         /// Print one JSON object instead of the readable report.
         #[arg(long)]
         json: bool,
+    },
+    /// An AMI's bake, ancestors and descendants, with each bake's AMI in every region and its
+    /// state, from the ledger (stack output LedgerTableName).
+    Lineage {
+        /// Any region's AMI of a bake.
+        ami: String,
+        #[arg(long)]
+        table: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long, conflicts_with = "mermaid")]
+        json: bool,
+        /// Print the ancestry as a Mermaid graph.
+        #[arg(long)]
+        mermaid: bool,
     },
     /// The running and recent bakes, newest first, with each one's step timeline.
     Status {
@@ -462,6 +477,18 @@ async fn main() -> ExitCode {
                 json,
             })
             .await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
+            }
+        }
+        Command::Lineage {
+            ami,
+            table,
+            json,
+            mermaid,
+        } => {
+            let r = lineage::run(&ami, &table, json, mermaid).await;
             Outcome {
                 out: r.out,
                 problems: r.problems,

@@ -301,8 +301,33 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .map_err(|e| e.to_string())?;
         req = req.key_schema(key);
     }
+    for g in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        req = req.global_secondary_indexes(global_index(g)?);
+    }
     req.send()
         .await
         .map(|_| ())
         .map_err(|e| e.into_service_error().to_string())
+}
+
+/// One `GlobalSecondaryIndexes` entry of an `AWS::DynamoDB::Table`.
+fn global_index(g: &Value) -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex, String> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType};
+    let mut index = GlobalSecondaryIndex::builder().index_name(g["IndexName"].as_str().unwrap_or_default());
+    for k in g["KeySchema"].as_array().into_iter().flatten() {
+        index = index.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
+                .key_type(KeyType::from(k["KeyType"].as_str().unwrap_or("HASH")))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let p = &g["Projection"];
+    let mut projection =
+        Projection::builder().projection_type(ProjectionType::from(p["ProjectionType"].as_str().unwrap_or("ALL")));
+    for a in p["NonKeyAttributes"].as_array().into_iter().flatten() {
+        projection = projection.non_key_attributes(a.as_str().unwrap_or_default());
+    }
+    index.projection(projection.build()).build().map_err(|e| e.to_string())
 }

@@ -103,3 +103,93 @@ async fn bakery_bake_waits_for_its_amis_and_status_shows_its_steps() {
         "another pipeline's bakes: {other}"
     );
 }
+
+/// The AMI of `bake_id` in `region`.
+async fn ami_in(aws: &LocalAws, region: &str, bake_id: &str) -> String {
+    let found = world::bake_images(aws, region, bake_id).await.unwrap();
+    assert_eq!(found.len(), 1, "{region}: {found:?}");
+    found[0].0.clone()
+}
+
+#[tokio::test]
+async fn bakery_lineage_walks_up_and_down_the_ledger() {
+    let aws = local_aws_with(&[("BuildWaitSeconds", "30"), ("CopyPollSeconds", "1")]).await;
+    let web = world::seed(&aws, "web").await.unwrap();
+    let app = world::seed(&aws, "app").await.unwrap();
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    let up = world::bake(&aws, &web, &release, "web-r1", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(up.status, "SUCCEEDED", "{up:#?}");
+    let web_home = ami_in(&aws, &aws.region, "web-r1").await;
+    let down = world::bake(&aws, &app, &web_home, "app-r1", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(down.status, "SUCCEEDED", "{down:#?}");
+    let table = aws.resource("LedgerTable").unwrap().to_owned();
+
+    // From the downstream AMI in another region: its bake, then web's, then the SOE release.
+    let app_eu = ami_in(&aws, world::REGIONS[1], "app-r1").await;
+    let doc = bakery(&aws, &["lineage", &app_eu, "--table", &table, "--json"]).await;
+    assert_eq!(doc["bake"]["bakeId"], "app-r1", "{doc}");
+    assert_eq!(
+        doc["bake"]["amis"].as_array().map(Vec::len),
+        Some(world::REGIONS.len()),
+        "{doc}"
+    );
+    assert!(
+        doc["bake"]["amis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "available"),
+        "{doc}"
+    );
+    assert_eq!(doc["ancestors"][0]["bakeId"], "web-r1", "{doc}");
+    assert_eq!(doc["ancestors"][1]["bakeId"], serde_json::Value::Null, "{doc}");
+    assert_eq!(doc["ancestors"][1]["amis"][0]["imageId"], release.as_str(), "{doc}");
+    assert_eq!(doc["descendants"], serde_json::json!([]), "{doc}");
+
+    // From web's AMI: app's bake below it, built on web's home AMI; a deregistered one shows so.
+    let web_eu = ami_in(&aws, world::REGIONS[1], "web-r1").await;
+    aws_sdk_ec2::Client::new(&aws.sdk_config(world::REGIONS[1]).await)
+        .deregister_image()
+        .image_id(&app_eu)
+        .send()
+        .await
+        .unwrap();
+    let doc = bakery(&aws, &["lineage", &web_eu, "--table", &table, "--json"]).await;
+    assert_eq!(doc["descendants"][0]["bakeId"], "app-r1", "{doc}");
+    assert_eq!(doc["descendants"][0]["builtOn"], web_home.as_str(), "{doc}");
+    let gone: Vec<&serde_json::Value> = doc["descendants"][0]["amis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["state"] == "deregistered")
+        .collect();
+    assert_eq!(gone.len(), 1, "{doc}");
+    assert_eq!(gone[0]["imageId"], app_eu.as_str());
+
+    let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
+        .args(["lineage", &web_eu, "--table", &table, "--mermaid"])
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap();
+    let graph = String::from_utf8_lossy(&out.stdout);
+    assert!(graph.starts_with("graph TD\n"), "{graph}");
+    assert!(graph.contains("n0 --> n1") && graph.contains("n1 --> n2"), "{graph}");
+    assert!(
+        graph.contains(&release) && graph.contains(&web_home) && graph.contains(&app_eu),
+        "{graph}"
+    );
+
+    let unknown = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
+        .args(["lineage", "ami-0123456789abcdef0", "--table", &table])
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the ledger"));
+}
