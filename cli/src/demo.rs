@@ -37,11 +37,19 @@ pub fn options(repo: PathBuf) -> Options {
     opts
 }
 
-pub async fn run(repo: PathBuf) -> Result<Value, Error> {
-    let aws = LocalAws::start(options(repo)).await?;
-    let soe_topic = world::create_soe_topic(&aws).await?;
-    let base = world::register_ami(&aws, "soe-al2023-2026.11.1").await?;
-    let publications = world::publication_topic(&aws)?;
+/// The demo's world on `aws`: the SOE team's topic and base AMI, and the three pipelines with
+/// their policies (web-app and api-service follow the SOE topic, web-app-hardened follows
+/// web-app's publications).
+pub struct Seeded {
+    pub soe_topic: String,
+    pub base: String,
+    pub worlds: Vec<world::World>,
+}
+
+pub async fn seed(aws: &LocalAws) -> Result<Seeded, Error> {
+    let soe_topic = world::create_soe_topic(aws).await?;
+    let base = world::register_ami(aws, "soe-al2023-2026.11.1").await?;
+    let publications = world::publication_topic(aws)?;
     let mut worlds = Vec::new();
     for (name, upstream) in PIPELINES {
         let sources = match upstream {
@@ -54,8 +62,22 @@ pub async fn run(repo: PathBuf) -> Result<Value, Error> {
                 json!({"snsTopics": [publications], "upstreamPipelines": [up.pipeline_arn]})
             }
         };
-        worlds.push(world::seed_on(&aws, name, &base, sources).await?);
+        worlds.push(world::seed_on(aws, name, &base, sources).await?);
     }
+    Ok(Seeded {
+        soe_topic,
+        base,
+        worlds,
+    })
+}
+
+pub async fn run(repo: PathBuf) -> Result<Value, Error> {
+    let aws = LocalAws::start(options(repo)).await?;
+    let Seeded {
+        soe_topic,
+        base,
+        worlds,
+    } = seed(&aws).await?;
 
     // The SOE team's release: one new base AMI.
     let release = world::register_ami(&aws, "soe-al2023-2026.11.2").await?;

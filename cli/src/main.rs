@@ -157,6 +157,11 @@ enum LocalCommand {
         /// The repository (template.yaml, local/); found from the current directory by default.
         #[arg(long)]
         repo: Option<std::path::PathBuf>,
+        /// Also seed the demo's world (the SOE topic and base AMI, three pipelines and their
+        /// policies, the demo's short waits) and print the stack's names, so every command can be
+        /// tried by hand.
+        #[arg(long)]
+        demo: bool,
     },
 }
 
@@ -339,13 +344,42 @@ impl StackParameters {
 }
 
 /// Runs the local AWS until Ctrl-C or SIGTERM; dropping it stops moto and every function process.
-async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
+async fn local_up(repo: Option<std::path::PathBuf>, demo: bool) -> Outcome {
     let cwd = std::env::current_dir().unwrap_or_default();
     let repo = repo.unwrap_or_else(|| gateway::repo_root(&cwd));
-    let aws = match gateway::LocalAws::start(gateway::Options::for_repo(repo)).await {
+    let options = if demo {
+        demo::options(repo)
+    } else {
+        gateway::Options::for_repo(repo)
+    };
+    let aws = match gateway::LocalAws::start(options).await {
         Ok(aws) => aws,
         Err(e) => return Outcome::problem(format!("local up: {e}")),
     };
+    let mut names = Vec::new();
+    if demo {
+        let seeded = match demo::seed(&aws).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::problem(format!("local up --demo: {e}")),
+        };
+        let resource = |id: &str| aws.resource(id).unwrap_or_default().to_owned();
+        let pipelines: Vec<&str> = seeded.worlds.iter().map(|w| w.pipeline_name.as_str()).collect();
+        names = vec![
+            (
+                "BAKERY_STATE_MACHINE_ARN",
+                seeded
+                    .worlds
+                    .first()
+                    .map(|w| w.state_machine_arn.clone())
+                    .unwrap_or_default(),
+            ),
+            ("BAKERY_TRIGGER_FUNCTION", resource("TriggerFunction")),
+            ("BAKERY_LEDGER_TABLE", resource("LedgerTable")),
+            ("BAKERY_SOE_TOPIC_ARN", seeded.soe_topic),
+            ("BAKERY_SOE_BASE_AMI", seeded.base),
+            ("BAKERY_PIPELINES", pipelines.join(",")),
+        ];
+    }
     // Listen for SIGTERM before saying we are up: a supervisor may stop us right after.
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
@@ -354,6 +388,9 @@ async fn local_up(repo: Option<std::path::PathBuf>) -> Outcome {
     };
     let mut env = String::new();
     for (k, v) in aws.env() {
+        env.push_str(&format!("export {k}={v}\n"));
+    }
+    for (k, v) in &names {
         env.push_str(&format!("export {k}={v}\n"));
     }
     // Not needed by clients; for looking at moto directly.
@@ -440,8 +477,8 @@ async fn main() -> ExitCode {
             problems: Vec::new(),
         },
         Command::Local {
-            command: LocalCommand::Up { repo },
-        } => local_up(repo).await,
+            command: LocalCommand::Up { repo, demo },
+        } => local_up(repo, demo).await,
         Command::Demo { json, repo } => run_demo(json, repo).await,
         Command::IamReport { usage, repo } => {
             let repo = repo.unwrap_or_else(|| gateway::repo_root(&std::env::current_dir().unwrap_or_default()));

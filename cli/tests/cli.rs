@@ -386,3 +386,69 @@ fn the_readme_deploy_commands_are_the_ones_that_run() {
     assert!(deploy.contains("make package ") && makefile.contains("\tbash local/package.sh $(ARCH)"));
     assert!(deploy.contains("bash local/lint-template.sh") && makefile.contains("\tbash local/lint-template.sh"));
 }
+
+/// `bakery local up --demo`: the demo's world is there to try every command by hand, with the
+/// environment and names it prints (as the README walks through): a manual bake waits for its
+/// AMIs, and the ledger knows their lineage.
+#[test]
+fn local_up_demo_seeds_a_world_to_try_the_commands_by_hand() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["local", "up", "--demo"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = std::collections::HashMap::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let (k, v) = line
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+            .expect("export lines");
+        env.insert(k.to_owned(), v.to_owned());
+        if k == "BAKERY_MOTO_ENDPOINT" {
+            break;
+        }
+    }
+    assert_eq!(
+        env["BAKERY_PIPELINES"], "web-app,api-service,web-app-hardened",
+        "{env:?}"
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bakery"))
+            .args(args)
+            .envs(&env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bakery {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let baked = run(&[
+        "bake",
+        "web-app",
+        "--function",
+        &env["BAKERY_TRIGGER_FUNCTION"],
+        "--wait",
+        "--json",
+    ]);
+    let lineage = |ami: &str| run(&["lineage", ami, "--table", &env["BAKERY_LEDGER_TABLE"], "--json"]);
+    assert_eq!(baked["status"], "SUCCEEDED", "{baked}");
+    assert_eq!(baked["amis"].as_array().map(Vec::len), Some(3), "{baked}");
+    let doc = lineage(baked["amis"][0]["imageId"].as_str().unwrap_or_default());
+    assert_eq!(doc["bake"]["bakeId"], baked["bakeId"], "{doc}");
+    assert_eq!(
+        doc["ancestors"][0]["amis"][0]["imageId"],
+        env["BAKERY_SOE_BASE_AMI"].as_str(),
+        "{doc}"
+    );
+    let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "a clean stop exits 0");
+}

@@ -54,7 +54,17 @@ fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -
     let req = &state.request;
     let pipeline = Arn::parse(&req.pipeline_arn).map_err(BakeError::InvalidInput)?;
     let account = AccountId::parse(pipeline.account).map_err(BakeError::InvalidInput)?;
-    let mut parents: Vec<AmiId> = req.source_ami.iter().map(|s| s.image_id.clone()).collect();
+    // The AMI it was built on: the request's source, or (a rebuild with none named) the
+    // recipe's parent the build used.
+    let mut parents: Vec<AmiId> = match &req.source_ami {
+        Some(s) => vec![s.image_id.clone()],
+        None => state
+            .build
+            .as_ref()
+            .and_then(|b| AmiId::parse(&b.parent_image).ok())
+            .into_iter()
+            .collect(),
+    };
     parents.extend(req.parent_chain.iter().cloned());
     let published = match (&status, &state.published) {
         (BakeStatus::Published, Some(p)) => p.as_slice(),
