@@ -43,6 +43,11 @@ pub async fn handle(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceRespo
         }));
     }
     let message_id = publish(deps, &topic, &publication).await?;
+    let metric = match publication.status {
+        BakeStatus::Published => bakery_aws::metrics::BAKES_SUCCEEDED,
+        BakeStatus::Failed => bakery_aws::metrics::BAKES_FAILED,
+    };
+    bakery_aws::metrics::count(metric, &publication.pipeline.name);
     tracing::info!(%topic, %message_id, status = ?publication.status, bake_id = %state.request.bake_id, "announced");
     Ok(AnnounceResponse::Announced(Announced {
         message_id,

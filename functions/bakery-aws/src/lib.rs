@@ -4,6 +4,7 @@
 
 pub mod imagebuilder;
 pub mod images;
+pub mod metrics;
 pub mod retention;
 pub mod watch;
 

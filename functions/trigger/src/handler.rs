@@ -461,6 +461,10 @@ async fn start_one(
         let execution_arn = match out {
             Ok(o) => {
                 tracing::info!(pipeline = %req.pipeline_arn, bake_id = %req.bake_id, attempt = req.attempt, execution = %o.execution_arn, "bake started");
+                bakery_aws::metrics::count(
+                    bakery_aws::metrics::BAKES_STARTED,
+                    bakery_core::ids::pipeline_name(&req.pipeline_arn),
+                );
                 return Ok(Start::Running {
                     request: req,
                     execution_arn: o.execution_arn,

@@ -23,6 +23,19 @@ async fn bakery(aws: &LocalAws, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// The pipelines of every EMF count of `metric` in `function`'s output (the log file the local
+/// AWS keeps per function, as CloudWatch Logs would get it).
+fn emf(aws: &LocalAws, function: &str, metric: &str) -> Vec<String> {
+    let name = aws.resource(function).unwrap();
+    let log = std::fs::read_to_string(aws.logs.join(format!("{name}.log"))).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == metric && v[metric] == 1)
+        .filter(|v| v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Bakery")
+        .map(|v| v["Pipeline"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 #[tokio::test]
 async fn bakery_bake_waits_for_its_amis_and_status_shows_its_steps() {
     let aws = local_aws_with(&[("BuildWaitSeconds", "30"), ("CopyPollSeconds", "1")]).await;
@@ -61,6 +74,10 @@ async fn bakery_bake_waits_for_its_amis_and_status_shows_its_steps() {
         .await
         .unwrap();
     assert_eq!(told[0]["message"]["executionArn"], baked["executionArn"], "{told:?}");
+
+    // Bakery's metrics, in the embedded metric format on each function's output.
+    assert_eq!(emf(&aws, "TriggerFunction", "BakesStarted"), ["web"]);
+    assert_eq!(emf(&aws, "AnnounceFunction", "BakesSucceeded"), ["web"]);
 
     // The same request again is the same bake.
     let again = bakery(&aws, &args).await;

@@ -221,3 +221,42 @@ Resources:
     // E's unknown placeholder is reported twice: no substitution, and no function of the template.
     assert_eq!(found.len(), expect.len() + 1, "{found:#?}");
 }
+
+/// The dashboard's body is JSON once substituted, every `${Id}` or `${Id.Attr}` names a resource
+/// of the template, and the Bakery metrics it graphs are exactly the ones the functions write
+/// (`bakery_aws::metrics`).
+#[test]
+fn the_dashboard_graphs_what_the_stack_writes() {
+    use bakery_aws::metrics::{BAKES_FAILED, BAKES_STARTED, BAKES_SUCCEEDED};
+    let text = read_repo("template.yaml").expect("template.yaml");
+    let t = Template::parse(&text).unwrap();
+    let body = t.root["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("DashboardBody is a !Sub string")
+        .to_owned();
+    let resources = t.root["Resources"].as_object().unwrap();
+    let mut substituted = body.clone();
+    for p in placeholders(&body) {
+        let id = p.split('.').next().unwrap_or_default();
+        assert!(
+            p.starts_with("AWS::") || resources.contains_key(id),
+            "${{{p}}} names no resource of the template"
+        );
+        substituted = substituted.replace(&format!("${{{p}}}"), "x");
+    }
+    let doc: Value = serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}: {substituted}"));
+    let mut bakery = BTreeSet::new();
+    for w in doc["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            if let Some(expr) = m[0]["expression"].as_str() {
+                let name = expr.split("MetricName=\"").nth(1).and_then(|r| r.split('"').next());
+                assert!(expr.contains("{Bakery,Pipeline}"), "{expr}");
+                bakery.insert(name.unwrap_or_default().to_owned());
+            } else {
+                assert!(m[0].as_str().is_some_and(|ns| ns.starts_with("AWS/")), "{m}");
+            }
+        }
+    }
+    let written: BTreeSet<String> = [BAKES_STARTED, BAKES_SUCCEEDED, BAKES_FAILED].map(str::to_owned).into();
+    assert_eq!(bakery, written);
+}
