@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 done; 2 bad input (malformed event, invalid policy, unreadable file, bad usage).
 
+mod approval;
 mod demo;
 mod iam_report;
 mod lineage;
@@ -128,6 +129,27 @@ enum Command {
         /// Print the ancestry as a Mermaid graph.
         #[arg(long)]
         mermaid: bool,
+    },
+    /// Approve a bake that waits for approval: it goes on to copy, share and announce.
+    Approve {
+        /// The bake's execution ARN (in its AWAITING_APPROVAL message).
+        execution: String,
+        /// The ledger (stack output LedgerTableName).
+        #[arg(long)]
+        table: String,
+        /// Who approves (kept in the execution's state).
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+    /// Reject a bake that waits for approval: it fails with the reason, nothing copied or shared.
+    Reject {
+        execution: String,
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "operator")]
+        by: String,
     },
     /// The running and recent bakes, newest first, with each one's step timeline.
     Status {
@@ -514,6 +536,25 @@ async fn main() -> ExitCode {
                 json,
             })
             .await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
+            }
+        }
+        Command::Approve { execution, table, by } => {
+            let r = approval::answer(&execution, &table, None, &by).await;
+            Outcome {
+                out: r.out,
+                problems: r.problems,
+            }
+        }
+        Command::Reject {
+            execution,
+            table,
+            reason,
+            by,
+        } => {
+            let r = approval::answer(&execution, &table, Some(&reason), &by).await;
             Outcome {
                 out: r.out,
                 problems: r.problems,

@@ -8,7 +8,8 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use bakery_aws::{send, BakeError};
 use bakery_core::ids::{AccountId, AmiId, Arn};
 use bakery_core::publication::{
-    Attempt, BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi, PUBLICATION_SCHEMA,
+    ApprovalRequest, Attempt, BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi,
+    PUBLICATION_SCHEMA,
 };
 use bakery_core::steps::{AnnounceRequest, AnnounceResponse, AnnounceState, Announced, Recorded, RegionResult};
 use std::collections::{BTreeMap, HashMap};
@@ -42,17 +43,65 @@ pub async fn handle(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceRespo
             recorded: publication.amis.len(),
         }));
     }
+    let mut publication = publication;
+    if publication.status == BakeStatus::AwaitingApproval {
+        publication.approval = Some(await_approval(deps, &input).await?);
+    }
     let message_id = publish(deps, &topic, &publication).await?;
     let metric = match publication.status {
-        BakeStatus::Published => bakery_aws::metrics::BAKES_SUCCEEDED,
-        BakeStatus::Failed => bakery_aws::metrics::BAKES_FAILED,
+        BakeStatus::Published => Some(bakery_aws::metrics::BAKES_SUCCEEDED),
+        BakeStatus::Failed => Some(bakery_aws::metrics::BAKES_FAILED),
+        BakeStatus::AwaitingApproval => None,
     };
-    bakery_aws::metrics::count(metric, &publication.pipeline.name);
+    if let Some(metric) = metric {
+        bakery_aws::metrics::count(metric, &publication.pipeline.name);
+    }
     tracing::info!(%topic, %message_id, status = ?publication.status, bake_id = %state.request.bake_id, "announced");
     Ok(AnnounceResponse::Announced(Announced {
         message_id,
         topic_arn: topic,
     }))
+}
+
+/// WaitForApproval: keeps the task token in the ledger (`approval#<execution ARN>`, `token`),
+/// where `bakery approve` and `bakery reject` find it, and says how to answer.
+async fn await_approval(deps: &Deps, input: &AnnounceRequest) -> Result<ApprovalRequest, BakeError> {
+    let token =
+        input.task_token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
+            BakeError::InvalidInput("announce input: taskToken: missing for AWAITING_APPROVAL".into())
+        })?;
+    let state = &input.state;
+    let hours = state.build.as_ref().map_or(0.0, |b| b.policy.approval.timeout_hours);
+    let seconds = state.build.as_ref().map_or(0, |b| b.policy.approval.timeout_seconds);
+    let expires_at = (chrono::Utc::now() + chrono::Duration::seconds(seconds as i64))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let image = state.gate.as_ref().and_then(|g| g.image.as_ref());
+    let item = HashMap::from([
+        ("pk".to_owned(), s(&format!("approval#{}", input.execution_arn))),
+        ("sk".to_owned(), s("token")),
+        ("token".to_owned(), s(token)),
+        ("pipelineArn".to_owned(), s(&state.request.pipeline_arn)),
+        ("bakeId".to_owned(), s(&state.request.bake_id)),
+        ("imageId".to_owned(), s(image.map_or("", |i| i.image_id.as_str()))),
+        ("expiresAt".to_owned(), s(&expires_at)),
+    ]);
+    send("PutItem", || {
+        deps.ddb
+            .put_item()
+            .table_name(&deps.table)
+            .set_item(Some(item.clone()))
+            .send()
+    })
+    .await?;
+    tracing::info!(execution = %input.execution_arn, %expires_at, hours, "waiting for approval");
+    let cmd = |verb: &str, extra: &str| format!("bakery {verb} {} --table {}{extra}", input.execution_arn, deps.table);
+    Ok(ApprovalRequest {
+        expires_at,
+        approve: cmd("approve", ""),
+        reject: cmd("reject", " --reason <why>"),
+    })
 }
 
 fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -> Result<Publication, BakeError> {
@@ -76,6 +125,15 @@ fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -
         _ => &[],
     };
     let mut amis = Vec::new();
+    // What waits for approval: the gated image in the home region, not yet copied or shared.
+    if status == BakeStatus::AwaitingApproval {
+        if let Some(image) = state.gate.as_ref().and_then(|g| g.image.as_ref()) {
+            amis.push(PublishedAmi {
+                region: image.region.clone(),
+                image_id: image.image_id.clone(),
+            });
+        }
+    }
     for result in published {
         match result {
             RegionResult::Published(p) => amis.push(PublishedAmi {
@@ -136,9 +194,10 @@ fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -
                 error: "BakeFailed".into(),
                 cause: String::new(),
             })),
-            BakeStatus::Published => None,
+            BakeStatus::Published | BakeStatus::AwaitingApproval => None,
         },
         attempt: Some(Attempt::of(req.attempt, req.max_attempts, status)),
+        approval: None,
     })
 }
 
@@ -147,6 +206,7 @@ fn attributes(p: &Publication) -> HashMap<String, MessageAttributeValue> {
     let status = match p.status {
         BakeStatus::Published => "PUBLISHED",
         BakeStatus::Failed => "FAILED",
+        BakeStatus::AwaitingApproval => "AWAITING_APPROVAL",
     };
     [
         ("status", Some(status.to_owned())),
@@ -173,6 +233,7 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
     let subject = match p.status {
         BakeStatus::Published => format!("Bakery: {} published {} AMI(s)", p.pipeline.name, p.amis.len()),
         BakeStatus::Failed => format!("Bakery: {} bake FAILED", p.pipeline.name),
+        BakeStatus::AwaitingApproval => format!("Bakery: {} bake waits for approval", p.pipeline.name),
     };
     let out = send("Publish", || {
         deps.sns

@@ -20,6 +20,9 @@ pub const MAX_CONCURRENCY: u64 = 40;
 const DEFAULT_CONCURRENCY: u32 = 5;
 const DEFAULT_KEEP: u32 = 3;
 const DEFAULT_MIN_AGE_DAYS: u32 = 7;
+const DEFAULT_APPROVAL_HOURS: f64 = 24.0;
+/// A task token lives a year; a week is the longest a bake may wait for a person.
+const MAX_APPROVAL_HOURS: f64 = 168.0;
 /// Attempts per (pipeline, source AMI), the first included.
 pub const MAX_ATTEMPTS: u64 = 10;
 const DEFAULT_ATTEMPTS: u32 = 3;
@@ -40,6 +43,35 @@ pub struct Policy {
     pub notify: Notify,
     pub retention: Retention,
     pub rebake: Rebake,
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+/// A person approves each bake that passed the gate before anything is copied or shared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    pub required: bool,
+    /// How long the bake waits for the answer before it fails.
+    pub timeout_hours: f64,
+    /// The same, in whole seconds (at least 1): what the state machine's wait reads.
+    pub timeout_seconds: u64,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Approval::of(false, DEFAULT_APPROVAL_HOURS)
+    }
+}
+
+impl Approval {
+    pub fn of(required: bool, timeout_hours: f64) -> Self {
+        Approval {
+            required,
+            timeout_hours,
+            timeout_seconds: ((timeout_hours * 3600.0).ceil() as u64).max(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -618,6 +650,7 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         "notify",
         "retention",
         "rebake",
+        "approval",
     ];
     let obj = r.object(v, "", KEYS)?;
 
@@ -674,6 +707,11 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         None => Some(Rebake::default()),
     };
 
+    let approval = match obj.get("approval") {
+        Some(v) => read_approval(r, v),
+        None => Some(Approval::default()),
+    };
+
     Some(Policy {
         pipeline_arn: pipeline_arn?,
         description,
@@ -684,7 +722,32 @@ fn read_policy(r: &mut Reader, v: &Value) -> Option<Policy> {
         notify: notify?,
         retention: retention?,
         rebake: rebake?,
+        approval: approval?,
     })
+}
+
+fn read_approval(r: &mut Reader, v: &Value) -> Option<Approval> {
+    let obj = r.object(v, "approval", &["required", "timeoutHours"])?;
+    let required = r
+        .required(obj, "approval", "required")
+        .and_then(|v| r.bool(v, "approval.required"));
+    let hours = match obj.get("timeoutHours") {
+        None => Some(DEFAULT_APPROVAL_HOURS),
+        Some(v) => match v.as_f64() {
+            Some(h) if h > 0.0 && h <= MAX_APPROVAL_HOURS => Some(h),
+            _ => {
+                r.err(
+                    "approval.timeoutHours",
+                    format!(
+                        "expected hours above 0 and at most {MAX_APPROVAL_HOURS}, found {}",
+                        describe(v)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    Some(Approval::of(required?, hours?))
 }
 
 fn read_sources(r: &mut Reader, v: &Value, trusted: &[AccountId]) -> Option<Sources> {
@@ -1175,6 +1238,35 @@ mod tests {
             p.check_source(&theirs, now()).unwrap_err().error_type(),
             "SourceNotTrusted"
         );
+    }
+
+    #[test]
+    fn approval_is_off_by_default_and_its_wait_is_bounded() {
+        let p = Policy::parse(MINIMAL.as_bytes()).unwrap();
+        assert!(!p.approval.required);
+        let with = |v: serde_json::Value| {
+            let mut doc: serde_json::Value = serde_json::from_str(WEB_APP).unwrap();
+            doc["approval"] = v;
+            Policy::parse(doc.to_string().as_bytes())
+        };
+        let p = with(serde_json::json!({"required": true, "timeoutHours": 2})).unwrap();
+        assert_eq!(p.approval, Approval::of(true, 2.0));
+        assert_eq!(p.approval.timeout_seconds, 7200);
+        // A fraction of an hour rounds up to whole seconds, never to zero.
+        assert_eq!(Approval::of(true, 0.0001).timeout_seconds, 1);
+        let got = errors(&web_app_with(|v| {
+            v["retention"] = serde_json::json!({"keep": 3, "minAgeDays": -1});
+            v["approval"] = serde_json::json!({"timeoutHours": 169, "who": "alice"});
+        }));
+        for want in [
+            "approval.who: unknown field",
+            "approval.required: missing",
+            "approval.timeoutHours: expected hours above 0 and at most 168",
+            "retention.minAgeDays: expected a whole number from 0 to 3650",
+        ] {
+            assert!(got.iter().any(|g| g.starts_with(want)), "missing {want:?} in {got:?}");
+        }
+        assert!(with(serde_json::json!({"required": true, "timeoutHours": 0})).is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const PUBLICATION_SCHEMA_PREFIX: &str = "bakery.publication/";
 pub enum BakeStatus {
     Published,
     Failed,
+    /// The gate passed and the bake waits for a person (`approval` says how to answer).
+    AwaitingApproval,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,12 +55,24 @@ pub struct Publication {
     pub failure: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRequest>,
 }
 
 /// Which attempt at its (pipeline, source AMI) the bake was. After a failure, `rebake` says
 /// whether another attempt will follow, and `exhausted` is true when this was the last one the
 /// policy allows: that message is the one that says nothing more will start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequest {
+    /// When the bake stops waiting and fails.
+    pub expires_at: String,
+    /// The commands that answer it.
+    pub approve: String,
+    pub reject: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub number: u32,
@@ -72,7 +86,7 @@ impl Attempt {
     pub fn of(number: u32, max_attempts: u32, status: BakeStatus) -> Attempt {
         let exhausted = status == BakeStatus::Failed && number >= max_attempts;
         let rebake = match status {
-            BakeStatus::Published => None,
+            BakeStatus::Published | BakeStatus::AwaitingApproval => None,
             BakeStatus::Failed if exhausted => Some(format!(
                 "attempt {number} of {max_attempts} failed; it was the last the policy's rebake.maxAttempts allows, \
                  so no trigger bakes this pipeline on this source again (a new source AMI, or a higher maxAttempts, does)"

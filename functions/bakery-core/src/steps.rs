@@ -11,6 +11,9 @@
 //! | WaitForBuild, CheckBuild  | build-watch     | [`WatchRequest`]          | [`BuildStatus`], `$.watch` |
 //! | (Image State Change)      | build-events    | [`ImageStateChange`]      | [`StateChangeHandled`] |
 //! | Gate                      | gate            | [`GateRequest`]           | [`GateResult`], `$.gate` |
+//! | ApprovalRequired (Choice) |                 |                           |                       |
+//! | WaitForApproval           | announce (waits for its task token) | [`AnnounceRequest`] + `taskToken` | [`ApprovalGiven`] (from `bakery approve`), `$.approval` |
+//! | NotApproved (Pass)        |                 |                           | [`Failure`], `$.failure` |
 //! | Publish › PublishRegion   | publish-region  | [`PublishRequest`]        | [`RegionPublished`], an item of `$.published` |
 //! | Publish › RegionNotPublished | (Pass)       |                           | [`RegionFailure`], an item of `$.published` |
 //! | AllRegionsPublished       | publish-region  | [`CheckRequest`]          | `Vec<RegionPublished>`, `$.published` |
@@ -437,6 +440,17 @@ pub struct AnnounceRequest {
     pub execution_arn: String,
     #[serde(default)]
     pub record: bool,
+    /// WaitForApproval (`status: AWAITING_APPROVAL`): the token `bakery approve` or `reject` answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+}
+
+/// What `bakery approve` answers WaitForApproval with, at `$.approval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalGiven {
+    pub approved_by: String,
+    pub approved_at: String,
 }
 
 /// The parts of the execution state announce reads; each may be missing on a failure path.

@@ -6,11 +6,12 @@
 //! or a path changed in the ASL, fails here.
 
 use bakery_core::ids::{AmiId, Region};
+use bakery_core::publication::BakeStatus;
 use bakery_core::retention::Kept;
 use bakery_core::steps::{
-    decode, AmiLineage, AnnounceRequest, Announced, BakeRequest, BakedImage, BuildOutcome, BuildStarted, BuildStatus,
-    CheckRequest, Findings, GateRequest, GateResult, KeptImage, PublishRegionRequest, Recorded, RegionPublished,
-    RegionRetention, RegionRevoked, RetainRequest, RetentionApplied, WatchRequest,
+    decode, AmiLineage, AnnounceRequest, Announced, ApprovalGiven, BakeRequest, BakedImage, BuildOutcome, BuildStarted,
+    BuildStatus, CheckRequest, Findings, GateRequest, GateResult, KeptImage, PublishRegionRequest, Recorded,
+    RegionPublished, RegionRetention, RegionRevoked, RetainRequest, RetentionApplied, WatchRequest,
 };
 use bakery_core::{Policy, SourceAmi};
 use serde::de::DeserializeOwned;
@@ -223,6 +224,17 @@ fn call(at: &str, function: &str, input: &Value) -> Value {
         },
         "Announce" => {
             let req: AnnounceRequest = contract(at, "announce", input);
+            if req.status == BakeStatus::AwaitingApproval {
+                assert!(
+                    req.task_token.is_some(),
+                    "{at}: the wait for approval sends no task token"
+                );
+                // What the task token is answered with: `bakery approve`'s output.
+                return to_json(ApprovalGiven {
+                    approved_by: "arn:aws:iam::111122223333:user/alice".into(),
+                    approved_at: "2026-12-03T10:00:00Z".into(),
+                });
+            }
             if req.record {
                 to_json(Recorded { recorded: 2 })
             } else {
@@ -362,6 +374,13 @@ fn walk(states: &Value, start: &str, input: Value, ctx: &Value, entered: &mut BT
                     }
                     _ => s.get("Parameters").map_or(doc.clone(), |p| template(at, p, &doc, ctx)),
                 };
+                if let Some(p) = s["TimeoutSecondsPath"].as_str() {
+                    let n = path(at, p, &doc, ctx);
+                    assert!(
+                        n.as_u64().is_some_and(|n| n > 0),
+                        "{at}: TimeoutSecondsPath {p} is {n}, not seconds"
+                    );
+                }
                 let mut out = call(at, &function_of(s), &input);
                 if let Some(selector) = s.get("ResultSelector") {
                     out = template(at, selector, &out, ctx);

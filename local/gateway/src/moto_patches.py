@@ -5,6 +5,8 @@
 # maxResults (default 100, at most 1000), nextToken, reverseOrder and includeExecutionData
 # (false drops the input and output of every event) are honoured.
 #
+# SendTaskFailure: moto drops the `cause`; here it reaches the task's error output as AWS gives it.
+#
 # RedriveExecution (moto 5.2.5 answers 500), for a Standard workflow:
 #  - only a FAILED, TIMED_OUT or ABORTED execution can be redriven (ExecutionNotRedrivable
 #    otherwise, with AWS's reasons), and at most 1000 times;
@@ -253,6 +255,16 @@ def get_execution_history(self):
 
 
 responses.StepFunctionResponse.get_execution_history = get_execution_history
+
+
+def send_task_failure(self):
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return ActionResult({})
+
+
+responses.StepFunctionResponse.send_task_failure = send_task_failure
 
 if __name__ == "__main__":
     from moto.server import main

@@ -3,6 +3,7 @@
 //! `cargo nextest run -p tests -E 'test(/^triggers::/)'` runs one module's tests.
 
 mod accounts;
+mod approval;
 mod bake;
 mod faults;
 mod iam;

@@ -1,0 +1,167 @@
+//! A policy with `approval.required`: the bake waits after the gate, before anything is copied
+//! or shared, and one AWAITING_APPROVAL message says how to answer. `bakery approve` lets it
+//! publish; `bakery reject` and the timeout fail it with a FAILED message naming why. Each test
+//! checks the world: copies, launch permissions, messages.
+
+use gateway::world::{self, World};
+use gateway::LocalAws;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tests::local_aws_with;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn waiting_bake(hours: f64) -> (LocalAws, World, String, String) {
+    let aws = local_aws_with(&[("BuildWaitSeconds", "30"), ("CopyPollSeconds", "1")]).await;
+    let mut world = world::seed(&aws, "web").await.unwrap();
+    world.policy["approval"] = serde_json::json!({"required": true, "timeoutHours": hours});
+    world::put_policy(&aws, &world.pipeline_name, &world.policy)
+        .await
+        .unwrap();
+    let release = world::register_ami(&aws, "soe-al2023-2026.11.2-web").await.unwrap();
+    let execution_arn = world::start(&aws, &world, &release, "web-approval").await.unwrap();
+    (aws, world, release, execution_arn)
+}
+
+/// The AWAITING_APPROVAL message; checks that nothing has left the home region yet.
+async fn asked(aws: &LocalAws, world: &World, execution_arn: &str) -> Value {
+    let got = world::notifications(aws, &world.subscriber_queue_url, 1, LIMIT)
+        .await
+        .unwrap();
+    let m = &got[0];
+    assert_eq!(m["attributes"]["status"], "AWAITING_APPROVAL", "{m}");
+    assert_eq!(m["message"]["executionArn"], execution_arn, "{m}");
+    let approve = m["message"]["approval"]["approve"].as_str().unwrap_or_default();
+    assert!(
+        approve.starts_with(&format!("bakery approve {execution_arn} --table ")),
+        "{m}"
+    );
+    let home = m["message"]["amis"][0]["imageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(m["message"]["amis"][0]["region"], aws.region.as_str(), "{m}");
+    let shares = world::shares(aws, &aws.region, &home).await.unwrap();
+    assert_eq!(
+        shares["accounts"],
+        serde_json::json!([]),
+        "not shared while it waits: {shares}"
+    );
+    for region in &world::REGIONS[1..] {
+        let copies = world::bake_images(aws, region, "web-approval").await.unwrap();
+        assert!(copies.is_empty(), "{region}: nothing copied while it waits: {copies:?}");
+    }
+    m["message"].clone()
+}
+
+async fn bakery(aws: &LocalAws, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
+        .args(args)
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn table(aws: &LocalAws) -> String {
+    aws.resource("LedgerTable").unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_approved_bake_publishes() {
+    let (aws, world, release, execution_arn) = waiting_bake(1.0).await;
+    asked(&aws, &world, &execution_arn).await;
+    let out = bakery(
+        &aws,
+        &["approve", &execution_arn, "--table", &table(&aws), "--by", "alice"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED", "{report:#?}");
+    assert_eq!(report.output["approval"]["approvedBy"], "alice", "{}", report.output);
+    for region in world::REGIONS {
+        let images = world::bake_images(&aws, region, "web-approval").await.unwrap();
+        assert_eq!(images.len(), 1, "{region}: published after the approval");
+        let shares = world::shares(&aws, region, &images[0].0).await.unwrap();
+        assert!(
+            !shares["accounts"].as_array().unwrap().is_empty(),
+            "{region}: shared: {shares}"
+        );
+    }
+    let got = world::notifications(&aws, &world.subscriber_queue_url, 1, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(got[0]["attributes"]["status"], "PUBLISHED", "{got:?}");
+}
+
+#[tokio::test]
+async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
+    let (aws, world, release, execution_arn) = waiting_bake(1.0).await;
+    asked(&aws, &world, &execution_arn).await;
+    let reject = [
+        "reject",
+        &execution_arn,
+        "--table",
+        &table(&aws),
+        "--reason",
+        "CVE-2026-4242 in the base",
+        "--by",
+        "bob",
+    ];
+    let out = bakery(&aws, &reject).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let got = world::notifications(&aws, &world.subscriber_queue_url, 1, LIMIT)
+        .await
+        .unwrap();
+    assert!(!got.is_empty(), "no FAILED message: {report:#?}");
+    let failure = &got[0]["message"]["failure"];
+    assert_eq!(got[0]["attributes"]["status"], "FAILED", "{got:?}");
+    assert_eq!(failure["step"], "Approval", "{failure}");
+    assert_eq!(failure["error"], "Rejected", "{failure}");
+    assert!(
+        failure["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bob: CVE-2026-4242"),
+        "{failure}"
+    );
+    for region in &world::REGIONS[1..] {
+        assert!(
+            world::bake_images(&aws, region, "web-approval")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{region}"
+        );
+    }
+    // Answered once: a second answer finds nothing waiting.
+    let again = bakery(&aws, &reject).await;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no bake waits for approval"));
+}
+
+#[tokio::test]
+async fn an_unanswered_bake_times_out_and_fails() {
+    // 0.001 hours: the wait gives up after 4 seconds.
+    let (aws, world, release, execution_arn) = waiting_bake(0.001).await;
+    asked(&aws, &world, &execution_arn).await;
+    let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(report.status, "FAILED", "{report:#?}");
+    let got = world::notifications(&aws, &world.subscriber_queue_url, 1, LIMIT)
+        .await
+        .unwrap();
+    let failure = &got[0]["message"]["failure"];
+    assert_eq!(failure["step"], "Approval", "{failure}");
+    assert_eq!(failure["error"], "States.Timeout", "{failure}");
+    let late = bakery(&aws, &["approve", &execution_arn, "--table", &table(&aws)]).await;
+    assert_eq!(late.status.code(), Some(2), "a late approval is refused");
+}
