@@ -240,17 +240,9 @@ fn mutated_events_never_crash_the_binary() {
 }
 
 /// `bakery local up` prints the environment, serves until SIGTERM, then leaves nothing running.
-#[test]
-fn local_up_serves_until_interrupted_and_stops_everything() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::net::TcpStream;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
-        .args(["local", "up"])
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// The `export K=V` lines `bakery local up` prints, up to the last (BAKERY_MOTO_ENDPOINT).
+fn exports(child: &mut std::process::Child) -> std::collections::HashMap<String, String> {
+    use std::io::{BufRead, BufReader};
     let mut env = std::collections::HashMap::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -263,6 +255,21 @@ fn local_up_serves_until_interrupted_and_stops_everything() {
             break;
         }
     }
+    env
+}
+
+#[test]
+fn local_up_serves_until_interrupted_and_stops_everything() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["local", "up"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let env = exports(&mut child);
     for key in [
         "AWS_ENDPOINT_URL",
         "AWS_REGION",
@@ -392,7 +399,6 @@ fn the_readme_deploy_commands_are_the_ones_that_run() {
 /// AMIs, and the ledger knows their lineage.
 #[test]
 fn local_up_demo_seeds_a_world_to_try_the_commands_by_hand() {
-    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_bakery"))
         .args(["local", "up", "--demo"])
         .current_dir(root())
@@ -400,18 +406,7 @@ fn local_up_demo_seeds_a_world_to_try_the_commands_by_hand() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut env = std::collections::HashMap::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let (k, v) = line
-            .strip_prefix("export ")
-            .and_then(|l| l.split_once('='))
-            .expect("export lines");
-        env.insert(k.to_owned(), v.to_owned());
-        if k == "BAKERY_MOTO_ENDPOINT" {
-            break;
-        }
-    }
+    let env = exports(&mut child);
     assert_eq!(
         env["BAKERY_PIPELINES"], "web-app,api-service,web-app-hardened",
         "{env:?}"

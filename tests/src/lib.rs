@@ -58,6 +58,17 @@ pub async fn account_sdk(aws: &LocalAws, account: &str, region: &str) -> aws_con
         .build()
 }
 
+/// Runs the `bakery` command (the workspace's debug build) with `args` against `aws`, with the
+/// environment `bakery local up` prints, as an operator would.
+pub async fn bakery(aws: &LocalAws, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(repo().join("target/debug/bakery"))
+        .args(args)
+        .envs(aws.env())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("bakery {args:?}: {e}"))
+}
+
 /// Clients of every service the tests use, all pointed at the local AWS.
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,

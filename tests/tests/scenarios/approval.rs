@@ -54,15 +54,6 @@ async fn asked(aws: &LocalAws, world: &World, execution_arn: &str) -> Value {
     m["message"].clone()
 }
 
-async fn bakery(aws: &LocalAws, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
-        .args(args)
-        .envs(aws.env())
-        .output()
-        .await
-        .unwrap()
-}
-
 fn table(aws: &LocalAws) -> String {
     aws.resource("LedgerTable").unwrap().to_owned()
 }
@@ -71,7 +62,7 @@ fn table(aws: &LocalAws) -> String {
 async fn an_approved_bake_publishes() {
     let (aws, world, release, execution_arn) = waiting_bake(1.0).await;
     asked(&aws, &world, &execution_arn).await;
-    let out = bakery(
+    let out = tests::bakery(
         &aws,
         &["approve", &execution_arn, "--table", &table(&aws), "--by", "alice"],
     )
@@ -111,7 +102,7 @@ async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
         "--by",
         "bob",
     ];
-    let out = bakery(&aws, &reject).await;
+    let out = tests::bakery(&aws, &reject).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
         .await
@@ -142,7 +133,7 @@ async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
         );
     }
     // Answered once: a second answer finds nothing waiting.
-    let again = bakery(&aws, &reject).await;
+    let again = tests::bakery(&aws, &reject).await;
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("no bake waits for approval"));
 }
@@ -162,6 +153,6 @@ async fn an_unanswered_bake_times_out_and_fails() {
     let failure = &got[0]["message"]["failure"];
     assert_eq!(failure["step"], "Approval", "{failure}");
     assert_eq!(failure["error"], "States.Timeout", "{failure}");
-    let late = bakery(&aws, &["approve", &execution_arn, "--table", &table(&aws)]).await;
+    let late = tests::bakery(&aws, &["approve", &execution_arn, "--table", &table(&aws)]).await;
     assert_eq!(late.status.code(), Some(2), "a late approval is refused");
 }

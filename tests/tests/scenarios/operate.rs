@@ -8,12 +8,7 @@ use std::time::Duration;
 use tests::local_aws_with;
 
 async fn bakery(aws: &LocalAws, args: &[&str]) -> Value {
-    let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
-        .args(args)
-        .envs(aws.env())
-        .output()
-        .await
-        .unwrap();
+    let out = tests::bakery(aws, args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -187,12 +182,7 @@ async fn bakery_lineage_walks_up_and_down_the_ledger() {
     assert_eq!(gone.len(), 1, "{doc}");
     assert_eq!(gone[0]["imageId"], app_eu.as_str());
 
-    let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
-        .args(["lineage", &web_eu, "--table", &table, "--mermaid"])
-        .envs(aws.env())
-        .output()
-        .await
-        .unwrap();
+    let out = tests::bakery(&aws, &["lineage", &web_eu, "--table", &table, "--mermaid"]).await;
     let graph = String::from_utf8_lossy(&out.stdout);
     assert!(graph.starts_with("graph TD\n"), "{graph}");
     assert!(graph.contains("n0 --> n1") && graph.contains("n1 --> n2"), "{graph}");
@@ -201,12 +191,7 @@ async fn bakery_lineage_walks_up_and_down_the_ledger() {
         "{graph}"
     );
 
-    let unknown = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
-        .args(["lineage", "ami-0123456789abcdef0", "--table", &table])
-        .envs(aws.env())
-        .output()
-        .await
-        .unwrap();
+    let unknown = tests::bakery(&aws, &["lineage", "ami-0123456789abcdef0", "--table", &table]).await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the ledger"));
 }

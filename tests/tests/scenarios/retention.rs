@@ -124,13 +124,8 @@ async fn older_amis_go_with_their_snapshots_unless_young_or_built_on() {
 /// `bakery retention` as an operator runs it: the command line, the environment the local AWS
 /// prints. `--plan` changes nothing; `--apply` deregisters what the plan showed.
 async fn bakery_retention(aws: &LocalAws, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(tests::repo().join("target/debug/bakery"))
-        .arg("retention")
-        .args(args)
-        .envs(aws.env())
-        .output()
-        .await
-        .unwrap();
+    let args: Vec<&str> = std::iter::once("retention").chain(args.iter().copied()).collect();
+    let out = tests::bakery(aws, &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
