@@ -2,21 +2,17 @@
 //! waits for approval (WaitForApproval). The task token is the one announce kept in the ledger
 //! (`approval#<execution ARN>`, `token`); once answered, the row is deleted.
 
+use crate::Outcome;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub struct Report {
-    pub out: String,
-    pub problems: Vec<String>,
-}
-
-pub async fn answer(execution_arn: &str, table: &str, rejection: Option<&str>, by: &str) -> Report {
+pub async fn answer(execution_arn: &str, table: &str, rejection: Option<&str>, by: &str) -> Outcome {
     let verb = if rejection.is_some() { "reject" } else { "approve" };
     match run(execution_arn, table, rejection, by).await {
-        Ok(out) => Report {
+        Ok(out) => Outcome {
             out,
             problems: Vec::new(),
         },
-        Err(e) => Report {
+        Err(e) => Outcome {
             out: String::new(),
             problems: vec![format!("{verb}: {e}")],
         },

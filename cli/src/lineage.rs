@@ -2,6 +2,7 @@
 //! in every region and that AMI's state in EC2, from the ledger's lineage rows (`ami#<id>`, and
 //! the `byParent` index for descendants: no Scan). `--mermaid` draws it as a Mermaid graph.
 
+use crate::Outcome;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bakery_aws::in_region;
 use serde_json::{json, Value};
@@ -12,11 +13,6 @@ type Row = HashMap<String, AttributeValue>;
 
 /// How far the walk goes up or down.
 const MAX_DEPTH: usize = 20;
-
-pub struct Report {
-    pub out: String,
-    pub problems: Vec<String>,
-}
 
 fn s<'r>(row: &'r Row, key: &str) -> &'r str {
     row.get(key).and_then(|v| v.as_s().ok()).map_or("", String::as_str)
@@ -132,21 +128,21 @@ async fn state(sdk: &aws_config::SdkConfig, region: &str, image_id: &str) -> Str
     }
 }
 
-pub async fn run(image_id: &str, table: &str, as_json: bool, mermaid: bool) -> Report {
+pub async fn run(image_id: &str, table: &str, as_json: bool, mermaid: bool) -> Outcome {
     match walk(image_id, table).await {
-        Ok(doc) if mermaid => Report {
+        Ok(doc) if mermaid => Outcome {
             out: graph(&doc),
             problems: Vec::new(),
         },
-        Ok(doc) if as_json => Report {
+        Ok(doc) if as_json => Outcome {
             out: format!("{doc}\n"),
             problems: Vec::new(),
         },
-        Ok(doc) => Report {
+        Ok(doc) => Outcome {
             out: text(&doc),
             problems: Vec::new(),
         },
-        Err(e) => Report {
+        Err(e) => Outcome {
             out: String::new(),
             problems: vec![format!("lineage: {e}")],
         },

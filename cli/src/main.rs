@@ -217,13 +217,13 @@ enum PolicyCommand {
 
 /// What a command prints: results on stdout, problems on stderr one line each (exit 2 if any).
 #[derive(Default)]
-struct Outcome {
-    out: String,
-    problems: Vec<String>,
+pub(crate) struct Outcome {
+    pub(crate) out: String,
+    pub(crate) problems: Vec<String>,
 }
 
 impl Outcome {
-    fn problem(message: String) -> Self {
+    pub(crate) fn problem(message: String) -> Self {
         Self {
             out: String::new(),
             problems: vec![message],
@@ -526,7 +526,7 @@ async fn main() -> ExitCode {
             policy_prefix,
             json,
         } => {
-            let r = ops::bake(ops::Bake {
+            ops::bake(ops::Bake {
                 pipeline: &pipeline,
                 source: source.as_deref(),
                 function: &function,
@@ -535,79 +535,39 @@ async fn main() -> ExitCode {
                 wait: wait.then(|| std::time::Duration::from_secs(wait_minutes * 60)),
                 json,
             })
-            .await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
+            .await
         }
-        Command::Approve { execution, table, by } => {
-            let r = approval::answer(&execution, &table, None, &by).await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
-        }
+        Command::Approve { execution, table, by } => approval::answer(&execution, &table, None, &by).await,
         Command::Reject {
             execution,
             table,
             reason,
             by,
-        } => {
-            let r = approval::answer(&execution, &table, Some(&reason), &by).await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
-        }
+        } => approval::answer(&execution, &table, Some(&reason), &by).await,
         Command::Lineage {
             ami,
             table,
             json,
             mermaid,
-        } => {
-            let r = lineage::run(&ami, &table, json, mermaid).await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
-        }
+        } => lineage::run(&ami, &table, json, mermaid).await,
         Command::Status {
             pipeline,
             state_machine,
             max,
             json,
-        } => {
-            let r = ops::status(&state_machine, pipeline.as_deref(), max, json).await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
-        }
+        } => ops::status(&state_machine, pipeline.as_deref(), max, json).await,
         Command::Retention {
             plan: _,
             apply,
             pipeline,
             policy_prefix,
             json,
-        } => {
-            let r = retention::run(apply, pipeline.as_deref(), &policy_prefix, json).await;
-            Outcome {
-                out: r.out,
-                problems: r.problems,
-            }
-        }
+        } => retention::run(apply, pipeline.as_deref(), &policy_prefix, json).await,
         Command::Replay {
             queue_url,
             function,
             max,
-        } => {
-            let r = replay::run(&queue_url, &function, max).await;
-            Outcome {
-                out: r.report,
-                problems: r.failures,
-            }
-        }
+        } => replay::run(&queue_url, &function, max).await,
     };
     // A closed stdout or stderr (`| head`) is not worth a panic: write errors are dropped.
     let _ = std::io::stdout().lock().write_all(outcome.out.as_bytes());

@@ -2,26 +2,13 @@
 //! recent, against whatever AWS the environment names (the credential chain, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`).
 
+use crate::Outcome;
 use aws_sdk_lambda::primitives::Blob;
 use bakery_aws::BakeError;
 use bakery_core::ids::{pipeline_name, Arn};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-
-pub struct Report {
-    pub out: String,
-    pub problems: Vec<String>,
-}
-
-impl Report {
-    fn failed(problem: String) -> Self {
-        Report {
-            out: String::new(),
-            problems: vec![problem],
-        }
-    }
-}
 
 pub struct Bake<'a> {
     pub pipeline: &'a str,
@@ -50,15 +37,15 @@ async fn pipeline_arn(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline: &str) -
 
 /// Hands the trigger a "Bake Requested" event, as the stack's rule would (the trigger function
 /// is given, as for `bakery replay`); with `wait`, follows the execution to its end.
-pub async fn bake(b: Bake<'_>) -> Report {
+pub async fn bake(b: Bake<'_>) -> Outcome {
     let sdk = bakery_aws::sdk_config().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let arn = match pipeline_arn(&ssm, b.policy_prefix, b.pipeline).await {
         Ok(a) => a,
-        Err(e) => return Report::failed(format!("bake: {e}")),
+        Err(e) => return Outcome::problem(format!("bake: {e}")),
     };
     let Ok(parsed) = Arn::parse(&arn) else {
-        return Report::failed(format!("bake: {arn} is not an ARN"));
+        return Outcome::problem(format!("bake: {arn} is not an ARN"));
     };
     let mut detail = json!({"pipelineArn": arn, "requestedBy": "bakery bake", "reason": b.reason});
     if let Some(source) = b.source {
@@ -86,7 +73,7 @@ pub async fn bake(b: Bake<'_>) -> Report {
     let invoked = match invoked {
         Ok(o) => o,
         Err(e) => {
-            return Report::failed(format!(
+            return Outcome::problem(format!(
                 "bake: Invoke {}: {}",
                 b.function,
                 aws_sdk_lambda::error::DisplayErrorContext(&e)
@@ -98,7 +85,7 @@ pub async fn bake(b: Bake<'_>) -> Report {
         .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
         .unwrap_or(Value::Null);
     if let Some(error) = invoked.function_error() {
-        return Report::failed(format!("bake: the trigger failed ({error}): {body}"));
+        return Outcome::problem(format!("bake: the trigger failed ({error}): {body}"));
     }
     let Some(started) = body["started"].as_array().and_then(|s| s.first()).cloned() else {
         let why: Vec<String> = ["skipped", "refused"]
@@ -106,7 +93,7 @@ pub async fn bake(b: Bake<'_>) -> Report {
             .flat_map(|k| body[*k].as_array().cloned().unwrap_or_default())
             .map(|r| r["reason"].as_str().unwrap_or_default().to_owned())
             .collect();
-        return Report::failed(format!("bake: nothing started: {}", why.join("; ")));
+        return Outcome::problem(format!("bake: nothing started: {}", why.join("; ")));
     };
     let execution_arn = started["executionArn"].as_str().unwrap_or_default().to_owned();
     let mut result = json!({
@@ -153,7 +140,7 @@ pub async fn bake(b: Bake<'_>) -> Report {
         }
         out
     };
-    Report { out, problems }
+    Outcome { out, problems }
 }
 
 /// Polls the execution until it ends (or `limit` passes): its status and output.
@@ -195,7 +182,7 @@ fn amis(output: &Value) -> Value {
 
 /// The bake state machine's running and recent executions (of one pipeline, by its execution
 /// names), newest first, each with its step timeline.
-pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_json: bool) -> Report {
+pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_json: bool) -> Outcome {
     let sdk = bakery_aws::sdk_config().await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let mut executions = Vec::new();
@@ -210,7 +197,7 @@ pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_
         .await;
         let page = match page {
             Ok(p) => p,
-            Err(e) => return Report::failed(format!("status: {e}")),
+            Err(e) => return Outcome::problem(format!("status: {e}")),
         };
         executions.extend(page.executions().iter().cloned());
         token = page.next_token().map(str::to_owned);
@@ -234,7 +221,7 @@ pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_
         .await;
         let timeline = match history {
             Ok(h) => gateway::world::timeline(h.events()),
-            Err(err) => return Report::failed(format!("status: {err}")),
+            Err(err) => return Outcome::problem(format!("status: {err}")),
         };
         bakes.push(json!({
             "executionArn": e.execution_arn(),
@@ -246,7 +233,7 @@ pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_
         }));
     }
     if as_json {
-        return Report {
+        return Outcome {
             out: format!("{}\n", json!({"bakes": bakes})),
             problems: Vec::new(),
         };
@@ -273,7 +260,7 @@ pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_
     if bakes.is_empty() {
         out.push_str("no bakes\n");
     }
-    Report {
+    Outcome {
         out,
         problems: Vec::new(),
     }

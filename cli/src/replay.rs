@@ -5,18 +5,13 @@
 use aws_sdk_lambda::primitives::Blob;
 use std::fmt::Write as _;
 
-pub struct Replayed {
-    pub report: String,
-    pub failures: Vec<String>,
-}
-
-pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
+pub async fn run(queue_url: &str, function: &str, max: usize) -> crate::Outcome {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let mut out = Replayed {
-        report: String::new(),
-        failures: Vec::new(),
+    let mut out = crate::Outcome {
+        out: String::new(),
+        problems: Vec::new(),
     };
     let mut done = 0;
     while done < max {
@@ -31,7 +26,7 @@ pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
         {
             Ok(b) => b,
             Err(e) => {
-                out.failures.push(format!(
+                out.problems.push(format!(
                     "ReceiveMessage: {}",
                     aws_sdk_sqs::error::DisplayErrorContext(&e)
                 ));
@@ -48,7 +43,7 @@ pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
             let payload = match bakery_core::replay::payload(m.body().unwrap_or_default()) {
                 Ok(p) => p,
                 Err(e) => {
-                    out.failures
+                    out.problems
                         .push(format!("{id}: cannot replay: {e} (left on the queue)"));
                     continue;
                 }
@@ -75,7 +70,7 @@ pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
             match result {
                 Ok(v) => {
                     let _ = writeln!(
-                        out.report,
+                        out.out,
                         "{id}: replayed: {} started, {} refused, {} skipped",
                         v["started"].as_array().map_or(0, Vec::len),
                         v["refused"].as_array().map_or(0, Vec::len),
@@ -83,19 +78,19 @@ pub async fn run(queue_url: &str, function: &str, max: usize) -> Replayed {
                     );
                     if let Some(h) = m.receipt_handle() {
                         if let Err(e) = sqs.delete_message().queue_url(queue_url).receipt_handle(h).send().await {
-                            out.failures.push(format!(
+                            out.problems.push(format!(
                                 "{id}: replayed but not deleted: {}",
                                 aws_sdk_sqs::error::DisplayErrorContext(&e)
                             ));
                         }
                     }
                 }
-                Err(e) => out.failures.push(format!("{id}: {e} (left on the queue)")),
+                Err(e) => out.problems.push(format!("{id}: {e} (left on the queue)")),
             }
         }
     }
     if done == 0 {
-        out.report.push_str("the dead-letter queue is empty\n");
+        out.out.push_str("the dead-letter queue is empty\n");
     }
     out
 }

@@ -4,18 +4,14 @@
 //! (`bakery_aws::retention`), on demand; the AWS endpoint, region and credentials come from the
 //! environment, as for every AWS client.
 
+use crate::Outcome;
 use bakery_aws::retention::{self, RegionPlan, Scope};
 use bakery_core::ids::{Arn, Region};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-pub struct Report {
-    pub out: String,
-    pub problems: Vec<String>,
-}
-
-pub async fn run(apply: bool, pipeline: Option<&str>, policy_prefix: &str, as_json: bool) -> Report {
-    let mut report = Report {
+pub async fn run(apply: bool, pipeline: Option<&str>, policy_prefix: &str, as_json: bool) -> Outcome {
+    let mut report = Outcome {
         out: String::new(),
         problems: Vec::new(),
     };

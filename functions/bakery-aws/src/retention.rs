@@ -4,6 +4,7 @@
 //! The ApplyRetention step and `bakery retention` both run it. Only AMIs this account owns,
 //! tagged `bakery:pipeline` with the pipeline's ARN and not quarantined, are candidates.
 
+use crate::images::{own_matching, tag};
 use crate::{in_region, send, BakeError};
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, Image};
@@ -50,7 +51,7 @@ pub async fn plan(sdk: &SdkConfig, scope: &Scope<'_>) -> Result<Vec<RegionPlan>,
         let sdk = in_region(sdk, region.as_str());
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
         let ssm = aws_sdk_ssm::Client::new(&sdk);
-        let own = images(
+        let own = own_matching(
             &ec2,
             Filter::builder()
                 .name("tag:bakery:pipeline")
@@ -59,7 +60,7 @@ pub async fn plan(sdk: &SdkConfig, scope: &Scope<'_>) -> Result<Vec<RegionPlan>,
         )
         .await?;
         let candidates: Vec<Candidate> = own.iter().filter_map(candidate).collect();
-        let built_on = images(
+        let built_on = own_matching(
             &ec2,
             Filter::builder().name("tag-key").values("bakery:source-ami").build(),
         )
@@ -134,35 +135,6 @@ pub async fn apply(sdk: &SdkConfig, plans: Vec<RegionPlan>) -> Result<RetentionA
         out.push(region);
     }
     Ok(RetentionApplied { regions: out })
-}
-
-/// This account's images matching `filter`, every page.
-async fn images(ec2: &aws_sdk_ec2::Client, filter: Filter) -> Result<Vec<Image>, BakeError> {
-    let mut all = Vec::new();
-    let mut token = None;
-    loop {
-        let page = send("DescribeImages", || {
-            ec2.describe_images()
-                .owners("self")
-                .filters(filter.clone())
-                .set_next_token(token.clone())
-                .send()
-        })
-        .await?;
-        all.extend(page.images().iter().cloned());
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(all);
-        }
-    }
-}
-
-fn tag<'i>(image: &'i Image, key: &str) -> Option<&'i str> {
-    image
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
 }
 
 fn quarantined(image: &Image) -> bool {

@@ -213,10 +213,7 @@ pub async fn revoke(input: PublishRequest, deps: &Deps) -> Result<RegionRevoked,
         };
         let snapshots = bakery_aws::images::snapshot_ids(&image);
         // Only an image this bake tagged was ever shared (it is tagged before it is shared).
-        let tagged_by_this_bake = image
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some("bakery:bake-id") && t.value() == Some(input.bake_id.as_str()));
+        let tagged_by_this_bake = bakery_aws::images::tag(&image, "bakery:bake-id") == Some(input.bake_id.as_str());
         if tagged_by_this_bake {
             share(&ec2, image_id, &snapshots, &input.share_with, OperationType::Remove).await?;
         }
