@@ -2,89 +2,15 @@
 //! in every region and that AMI's state in EC2, from the ledger's lineage rows (`ami#<id>`, and
 //! the `byParent` index for descendants: no Scan). `--mermaid` draws it as a Mermaid graph.
 
+use crate::ledger::{s, Ledger, Row};
 use crate::Outcome;
-use aws_sdk_dynamodb::types::AttributeValue;
 use bakery_aws::in_region;
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-
-type Row = HashMap<String, AttributeValue>;
 
 /// How far the walk goes up or down.
 const MAX_DEPTH: usize = 20;
-
-fn s<'r>(row: &'r Row, key: &str) -> &'r str {
-    row.get(key).and_then(|v| v.as_s().ok()).map_or("", String::as_str)
-}
-
-struct Ledger {
-    ddb: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-impl Ledger {
-    async fn row(&self, pk: &str, sk: &str) -> Result<Option<Row>, String> {
-        let key = |v: &str| AttributeValue::S(v.to_owned());
-        bakery_aws::send("GetItem", || {
-            self.ddb
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", key(pk))
-                .key("sk", key(sk))
-                .send()
-        })
-        .await
-        .map(|o| o.item)
-        .map_err(|e| e.to_string())
-    }
-
-    async fn lineage(&self, image_id: &str) -> Result<Option<Row>, String> {
-        self.row(&format!("ami#{image_id}"), "lineage").await
-    }
-
-    /// The bake's AMI in every region (`region:ami` in its `bake#<id>` row).
-    async fn bake_amis(&self, bake_id: &str) -> Result<Vec<(String, String)>, String> {
-        let row = self.row(&format!("bake#{bake_id}"), "published").await?;
-        let list = row
-            .as_ref()
-            .and_then(|r| r.get("amis"))
-            .and_then(|v| v.as_l().ok())
-            .cloned()
-            .unwrap_or_default();
-        Ok(list
-            .iter()
-            .filter_map(|v| v.as_s().ok())
-            .filter_map(|v| v.split_once(':'))
-            .map(|(r, a)| (r.to_owned(), a.to_owned()))
-            .collect())
-    }
-
-    /// The lineage rows of the AMIs built on `image_id`.
-    async fn children(&self, image_id: &str) -> Result<Vec<Row>, String> {
-        let mut out = Vec::new();
-        let mut start: Option<Row> = None;
-        loop {
-            let page = bakery_aws::send("Query", || {
-                self.ddb
-                    .query()
-                    .table_name(&self.table)
-                    .index_name("byParent")
-                    .key_condition_expression("parent = :p")
-                    .expression_attribute_values(":p", AttributeValue::S(image_id.to_owned()))
-                    .set_exclusive_start_key(start.clone())
-                    .send()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            out.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-}
 
 /// One bake in the graph, or an AMI no bake of this ledger made (`bake_id` empty).
 async fn node(
@@ -99,7 +25,12 @@ async fn node(
     let bake_id = s(row, "bakeId");
     let mut amis = Vec::new();
     for (region, ami) in ledger.bake_amis(bake_id).await? {
-        amis.push(json!({"region": region, "imageId": ami, "state": state(sdk, &region, &ami).await}));
+        // A revoked AMI is revoked, whatever EC2 shows (deprecation may begin a minute later).
+        let state = match ledger.revoked(&ami).await? {
+            Some(_) => "revoked".to_owned(),
+            None => state(sdk, &region, &ami).await,
+        };
+        amis.push(json!({"region": region, "imageId": ami, "state": state}));
     }
     Ok(json!({"bakeId": bake_id, "pipelineArn": s(row, "pipelineArn"), "amis": amis}))
 }
@@ -151,10 +82,7 @@ pub async fn run(image_id: &str, table: &str, as_json: bool, mermaid: bool) -> O
 
 async fn walk(image_id: &str, table: &str) -> Result<Value, String> {
     let sdk = bakery_aws::sdk_config().await;
-    let ledger = Ledger {
-        ddb: aws_sdk_dynamodb::Client::new(&sdk),
-        table: table.to_owned(),
-    };
+    let ledger = Ledger::new(&sdk, table);
     let Some(row) = ledger.lineage(image_id).await? else {
         return Err(format!(
             "{image_id} is not in the ledger {table} (no bake of this Bakery published it)"

@@ -5,10 +5,13 @@
 mod approval;
 mod demo;
 mod iam_report;
+mod ledger;
 mod lineage;
 mod ops;
 mod replay;
 mod retention;
+mod revoke;
+mod stale;
 
 use bakery_core::{classify, Policy};
 use clap::{Parser, Subcommand};
@@ -150,6 +153,50 @@ enum Command {
         reason: String,
         #[arg(long, default_value = "operator")]
         by: String,
+    },
+    /// Withdraw a published AMI: in every region its bake published to, deprecate it (and with
+    /// --disable disable it), remove its launch and snapshot permissions, point the pipeline's
+    /// parameters back at the previous good AMI, mark it revoked in the ledger (no trigger bakes
+    /// on it again), and announce one REVOKED message. --cascade does the same for every bake
+    /// built on it.
+    Revoke {
+        /// Any region's AMI of the bake.
+        ami: String,
+        /// Why (in the message, the ledger and the AMI's tags).
+        #[arg(long)]
+        reason: String,
+        /// Revoke every descendant the ledger knows too.
+        #[arg(long)]
+        cascade: bool,
+        /// Disable the AMIs (DisableImage) as well as deprecate them.
+        #[arg(long)]
+        disable: bool,
+        /// The ledger (stack output LedgerTableName).
+        #[arg(long)]
+        table: String,
+        /// The announce function's name or ARN (stack output AnnounceFunctionArn).
+        #[arg(long)]
+        function: String,
+        /// Who revokes (in the message and the ledger).
+        #[arg(long, default_value = "operator")]
+        by: String,
+        /// Where the bake policies are (the stack's PolicyPrefix).
+        #[arg(long, default_value = "/bakery/policies/")]
+        policy_prefix: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The published images whose parent has a newer trusted release than the one they were
+    /// built on, and how far behind they are (the report the daily STALE message carries).
+    Stale {
+        /// The trigger function's name or ARN (stack output TriggerFunctionArn), which knows
+        /// where each policy's base comes from.
+        #[arg(long)]
+        function: String,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
     },
     /// The running and recent bakes, newest first, with each one's step timeline.
     Status {
@@ -396,6 +443,7 @@ async fn local_up(repo: Option<std::path::PathBuf>, demo: bool) -> Outcome {
                     .unwrap_or_default(),
             ),
             ("BAKERY_TRIGGER_FUNCTION", resource("TriggerFunction")),
+            ("BAKERY_ANNOUNCE_FUNCTION", resource("AnnounceFunction")),
             ("BAKERY_LEDGER_TABLE", resource("LedgerTable")),
             ("BAKERY_SOE_TOPIC_ARN", seeded.soe_topic),
             ("BAKERY_SOE_BASE_AMI", seeded.base),
@@ -550,6 +598,31 @@ async fn main() -> ExitCode {
             json,
             mermaid,
         } => lineage::run(&ami, &table, json, mermaid).await,
+        Command::Revoke {
+            ami,
+            reason,
+            cascade,
+            disable,
+            table,
+            function,
+            by,
+            policy_prefix,
+            json,
+        } => {
+            revoke::run(revoke::Revoke {
+                ami: &ami,
+                reason: &reason,
+                cascade,
+                disable,
+                by: &by,
+                table: &table,
+                function: &function,
+                policy_prefix: &policy_prefix,
+                json,
+            })
+            .await
+        }
+        Command::Stale { function, json } => stale::run(&function, json).await,
         Command::Status {
             pipeline,
             state_machine,

@@ -9,9 +9,11 @@ use bakery_aws::{send, BakeError};
 use bakery_core::ids::{AccountId, AmiId, Arn};
 use bakery_core::publication::{
     ApprovalRequest, Attempt, BakeStatus, Failure, GateSummary, Lineage, PipelineRef, Publication, PublishedAmi,
-    PUBLICATION_SCHEMA,
+    Revocation, StaleImage, PUBLICATION_SCHEMA,
 };
-use bakery_core::steps::{AnnounceRequest, AnnounceResponse, AnnounceState, Announced, Recorded, RegionResult};
+use bakery_core::steps::{
+    AnnounceCall, AnnounceRequest, AnnounceResponse, AnnounceState, Announced, Recorded, RegionResult,
+};
 use std::collections::{BTreeMap, HashMap};
 
 pub struct Deps {
@@ -22,7 +24,121 @@ pub struct Deps {
     pub default_topic: String,
 }
 
-pub async fn handle(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceResponse, BakeError> {
+pub async fn handle(call: AnnounceCall, deps: &Deps) -> Result<AnnounceResponse, BakeError> {
+    match call {
+        AnnounceCall::Bake(input) => bake(*input, deps).await,
+        AnnounceCall::Revoked { revocation, topic_arn } => {
+            let publication = revoked(deps, revocation).await?;
+            notice(deps, topic_arn, publication).await
+        }
+        AnnounceCall::Stale { stale, topic_arn } => notice(deps, topic_arn, stale_publication(stale)?).await,
+    }
+}
+
+/// A REVOKED or STALE message, on the named topic or the stack's.
+async fn notice(deps: &Deps, topic: Option<String>, publication: Publication) -> Result<AnnounceResponse, BakeError> {
+    let topic = topic
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| deps.default_topic.clone());
+    bakery_core::ids::check_topic_arn(&topic)
+        .map_err(|e| BakeError::InvalidInput(format!("announce input: topicArn: {e}")))?;
+    let message_id = publish(deps, &topic, &publication).await?;
+    tracing::info!(%topic, %message_id, status = publication.status.as_str(), amis = publication.amis.len(), "announced");
+    Ok(AnnounceResponse::Announced(Announced {
+        message_id,
+        topic_arn: topic,
+    }))
+}
+
+/// The REVOKED message: only for AMIs the ledger holds as revoked (`ami#<id>`, `revoked`, which
+/// `bakery revoke` writes before it asks), so this function never announces a revocation that
+/// did not happen.
+async fn revoked(deps: &Deps, revocation: Revocation) -> Result<Publication, BakeError> {
+    let root = revocation
+        .bakes
+        .first()
+        .ok_or_else(|| BakeError::InvalidInput("announce input: revocation.bakes: empty".into()))?;
+    let pipeline = Arn::parse(&root.pipeline.arn).map_err(BakeError::InvalidInput)?;
+    let account = AccountId::parse(pipeline.account).map_err(BakeError::InvalidInput)?;
+    let amis: Vec<PublishedAmi> = revocation.bakes.iter().flat_map(|b| b.amis.iter().cloned()).collect();
+    for ami in &amis {
+        let key = |v: String| AttributeValue::S(v);
+        let row = send("GetItem", || {
+            deps.ddb
+                .get_item()
+                .table_name(&deps.table)
+                .key("pk", key(format!("ami#{}", ami.image_id)))
+                .key("sk", key("revoked".into()))
+                .consistent_read(true)
+                .send()
+        })
+        .await?;
+        if row.item.is_none() {
+            return Err(BakeError::InvalidInput(format!(
+                "announce input: revocation: {} in {} is not revoked in the ledger",
+                ami.image_id, ami.region
+            )));
+        }
+    }
+    Ok(Publication {
+        pipeline: root.pipeline.clone(),
+        amis,
+        bake_id: Some(root.bake_id.clone()),
+        revocation: Some(revocation),
+        ..notice_publication(BakeStatus::Revoked, account)
+    })
+}
+
+/// The STALE message: every stale image of this account's pipelines.
+fn stale_publication(stale: Vec<StaleImage>) -> Result<Publication, BakeError> {
+    let first = stale
+        .first()
+        .ok_or_else(|| BakeError::InvalidInput("announce input: stale: empty (nothing to announce)".into()))?;
+    let account = Arn::parse(&first.pipeline.arn)
+        .map_err(BakeError::InvalidInput)
+        .and_then(|a| AccountId::parse(a.account).map_err(BakeError::InvalidInput))?;
+    Ok(Publication {
+        amis: stale.iter().flat_map(|s| s.amis.iter().cloned()).collect(),
+        stale: Some(stale),
+        ..notice_publication(BakeStatus::Stale, account)
+    })
+}
+
+fn notice_publication(status: BakeStatus, account_id: AccountId) -> Publication {
+    Publication {
+        schema: PUBLICATION_SCHEMA.to_owned(),
+        status,
+        account_id,
+        pipeline: PipelineRef::default(),
+        execution_arn: None,
+        amis: Vec::new(),
+        lineage: Lineage::default(),
+        bake_id: None,
+        channel: None,
+        platform: None,
+        trigger: None,
+        recipe_version: None,
+        shared_with: None,
+        ssm_parameters: None,
+        gate: None,
+        failure: None,
+        attempt: None,
+        approval: None,
+        revocation: None,
+        stale: None,
+    }
+}
+
+async fn bake(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceResponse, BakeError> {
+    if !matches!(
+        input.status,
+        BakeStatus::Published | BakeStatus::Failed | BakeStatus::AwaitingApproval
+    ) {
+        return Err(BakeError::InvalidInput(format!(
+            "announce input: status: {} is not a bake's end (REVOKED and STALE come as revocation and stale)",
+            input.status.as_str()
+        )));
+    }
     let state = &input.state;
     let publication = publication(input.status, state, &input.execution_arn)?;
     let topic = state
@@ -51,7 +167,7 @@ pub async fn handle(input: AnnounceRequest, deps: &Deps) -> Result<AnnounceRespo
     let metric = match publication.status {
         BakeStatus::Published => Some(bakery_aws::metrics::BAKES_SUCCEEDED),
         BakeStatus::Failed => Some(bakery_aws::metrics::BAKES_FAILED),
-        BakeStatus::AwaitingApproval => None,
+        _ => None,
     };
     if let Some(metric) = metric {
         bakery_aws::metrics::count(metric, &publication.pipeline.name);
@@ -194,22 +310,19 @@ fn publication(status: BakeStatus, state: &AnnounceState, execution_arn: &str) -
                 error: "BakeFailed".into(),
                 cause: String::new(),
             })),
-            BakeStatus::Published | BakeStatus::AwaitingApproval => None,
+            _ => None,
         },
         attempt: Some(Attempt::of(req.attempt, req.max_attempts, status)),
         approval: None,
+        revocation: None,
+        stale: None,
     })
 }
 
 /// Message attributes subscribers filter on.
 fn attributes(p: &Publication) -> HashMap<String, MessageAttributeValue> {
-    let status = match p.status {
-        BakeStatus::Published => "PUBLISHED",
-        BakeStatus::Failed => "FAILED",
-        BakeStatus::AwaitingApproval => "AWAITING_APPROVAL",
-    };
     [
-        ("status", Some(status.to_owned())),
+        ("status", Some(p.status.as_str().to_owned())),
         ("pipeline", Some(p.pipeline.name.clone())),
         ("channel", p.channel.clone()),
         ("platform", p.platform.clone()),
@@ -234,6 +347,12 @@ async fn publish(deps: &Deps, topic: &str, p: &Publication) -> Result<String, Ba
         BakeStatus::Published => format!("Bakery: {} published {} AMI(s)", p.pipeline.name, p.amis.len()),
         BakeStatus::Failed => format!("Bakery: {} bake FAILED", p.pipeline.name),
         BakeStatus::AwaitingApproval => format!("Bakery: {} bake waits for approval", p.pipeline.name),
+        BakeStatus::Revoked => format!("Bakery: {} REVOKED {} AMI(s)", p.pipeline.name, p.amis.len()),
+        BakeStatus::Stale => format!(
+            "Bakery: {} pipeline(s) with STALE images",
+            p.stale.as_ref().map_or(0, Vec::len)
+        ),
+        BakeStatus::Other => "Bakery".to_owned(),
     };
     let out = send("Publish", || {
         deps.sns

@@ -20,6 +20,8 @@ pub const MAX_INPUT_BYTES: usize = 6 * 1024 * 1024;
 pub const BAKERY_EVENT_SOURCE: &str = "bakery";
 /// `detail-type` of a manual bake request.
 pub const BAKE_REQUESTED: &str = "Bake Requested";
+/// `detail-type` of an operator's staleness report request (`bakery stale`).
+pub const STALENESS_REQUESTED: &str = "Staleness Report Requested";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassifyError {
@@ -215,8 +217,13 @@ fn bakery_publication(
 ) -> Result<Classification, ClassifyError> {
     if p.status != BakeStatus::Published {
         return Ok(ignore(format!(
-            "Bakery publication of {} is FAILED; only PUBLISHED AMIs trigger a bake",
-            p.pipeline.arn
+            "Bakery publication{} is {}; only PUBLISHED AMIs trigger a bake",
+            if p.pipeline.arn.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", p.pipeline.arn)
+            },
+            p.status.as_str()
         )));
     }
     if p.amis.is_empty() {
@@ -372,6 +379,11 @@ fn eventbridge(ev: EventBridgeEvent<Value>) -> Result<Classification, ClassifyEr
             scheduled_event(ev, "schedule", "an EventBridge Scheduler schedule ARN")
         }
         (BAKERY_EVENT_SOURCE, BAKE_REQUESTED) => bake_request(ev),
+        (BAKERY_EVENT_SOURCE, STALENESS_REQUESTED) => {
+            envelope(&ev)?;
+            let d: StalenessRequest = typed(ev.detail, "detail")?;
+            Ok(Classification::Stale { publish: d.publish })
+        }
         (source, detail_type) => {
             envelope(&ev)?;
             Ok(ignore(format!(
@@ -530,6 +542,14 @@ fn scheduler_payload(p: SchedulerPayload) -> Result<Classification, ClassifyErro
         id,
         time,
     ))
+}
+
+/// `detail` of a staleness report request.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StalenessRequest {
+    #[serde(default)]
+    publish: bool,
 }
 
 /// `detail` of a manual bake request. Strict: a misspelt field is an error, not a silent default.

@@ -18,15 +18,52 @@ pub enum BakeStatus {
     Failed,
     /// The gate passed and the bake waits for a person (`approval` says how to answer).
     AwaitingApproval,
+    /// An operator withdrew published AMIs (`revocation` says which, why, and what was undone).
+    Revoked,
+    /// Published images whose parent has a newer trusted release (`stale` lists them).
+    Stale,
+    /// A status a newer Bakery writes, as a publication's reader sees it ([`Publication`]
+    /// reads any unknown status as this, to ignore the message rather than fail on it).
+    #[serde(skip_deserializing)]
+    Other,
+}
+
+/// A publication's status, where a newer Bakery may write one this version does not know.
+fn lenient_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BakeStatus, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    if !v.is_string() {
+        return Err(serde::de::Error::custom(format!(
+            "status: expected a string, found {v}"
+        )));
+    }
+    Ok(serde_json::from_value(v).unwrap_or(BakeStatus::Other))
+}
+
+impl BakeStatus {
+    /// As on the wire and in the `status` message attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BakeStatus::Published => "PUBLISHED",
+            BakeStatus::Failed => "FAILED",
+            BakeStatus::AwaitingApproval => "AWAITING_APPROVAL",
+            BakeStatus::Revoked => "REVOKED",
+            BakeStatus::Stale => "STALE",
+            BakeStatus::Other => "OTHER",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Publication {
     pub schema: String,
+    #[serde(deserialize_with = "lenient_status")]
     pub status: BakeStatus,
     /// The account that owns every AMI listed.
     pub account_id: AccountId,
+    /// The bake's pipeline; for REVOKED the revoked AMI's; empty (left out) for STALE, which
+    /// lists each pipeline under `stale`.
+    #[serde(default, skip_serializing_if = "PipelineRef::is_empty")]
     pub pipeline: PipelineRef,
     #[serde(default)]
     pub execution_arn: Option<String>,
@@ -57,6 +94,69 @@ pub struct Publication {
     pub attempt: Option<Attempt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Vec<StaleImage>>,
+}
+
+/// What `bakery revoke` did: the AMI named, every bake it withdrew (that AMI's, then with
+/// `cascade` every descendant the ledger knows), and the parameters it pointed back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revocation {
+    pub image_id: AmiId,
+    pub reason: String,
+    pub revoked_by: String,
+    pub revoked_at: String,
+    pub cascade: bool,
+    /// Disabled (DisableImage) as well as deprecated.
+    pub disabled: bool,
+    pub bakes: Vec<RevokedBake>,
+    #[serde(default)]
+    pub parameters: Vec<ParameterReverted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedBake {
+    pub bake_id: String,
+    pub pipeline: PipelineRef,
+    pub amis: Vec<PublishedAmi>,
+    /// The revoked AMI it was built on (a descendant's), or none for the AMI named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_on: Option<AmiId>,
+}
+
+/// A parameter that pointed at a revoked AMI: `to` is the previous good AMI it points at now,
+/// or none when it had no earlier good value (then it still points at `from`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterReverted {
+    pub region: Region,
+    pub name: String,
+    pub from: AmiId,
+    pub to: Option<AmiId>,
+}
+
+/// A pipeline's latest published images, built on `built_on`, while its parent has a newer
+/// trusted release (`newer_base`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleImage {
+    pub pipeline: PipelineRef,
+    pub bake_id: String,
+    pub amis: Vec<PublishedAmi>,
+    pub published_at: String,
+    pub built_on: AmiId,
+    pub newer_base: AmiId,
+    /// Trusted releases of the parent newer than `built_on` (at least 1).
+    pub newer_releases: u32,
+    /// When the first of them appeared, where known; and the whole days since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_behind: Option<i64>,
 }
 
 /// Which attempt at its (pipeline, source AMI) the bake was. After a failure, `rebake` says
@@ -86,7 +186,6 @@ impl Attempt {
     pub fn of(number: u32, max_attempts: u32, status: BakeStatus) -> Attempt {
         let exhausted = status == BakeStatus::Failed && number >= max_attempts;
         let rebake = match status {
-            BakeStatus::Published | BakeStatus::AwaitingApproval => None,
             BakeStatus::Failed if exhausted => Some(format!(
                 "attempt {number} of {max_attempts} failed; it was the last the policy's rebake.maxAttempts allows, \
                  so no trigger bakes this pipeline on this source again (a new source AMI, or a higher maxAttempts, does)"
@@ -96,6 +195,7 @@ impl Attempt {
                  once the policy's rebake backoff has passed",
                 number + 1
             )),
+            _ => None,
         };
         Attempt {
             number,
@@ -125,11 +225,24 @@ pub struct Failure {
     pub cause: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineRef {
     pub arn: String,
     pub name: String,
+}
+
+impl PipelineRef {
+    pub fn of(arn: &str) -> PipelineRef {
+        PipelineRef {
+            arn: arn.to_owned(),
+            name: crate::ids::pipeline_name(arn).to_owned(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arn.is_empty() && self.name.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +267,20 @@ pub struct Lineage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_this_version_does_not_know_is_read_as_other() {
+        let p = |status: &str| serde_json::json!({"schema": PUBLICATION_SCHEMA, "status": status, "accountId": "111122223333"});
+        let later: Publication = serde_json::from_value(p("SUPERSEDED")).unwrap();
+        assert_eq!(later.status, BakeStatus::Other);
+        let revoked: Publication = serde_json::from_value(p("REVOKED")).unwrap();
+        assert_eq!(revoked.status, BakeStatus::Revoked);
+        assert!(revoked.pipeline.is_empty());
+        assert!(
+            serde_json::from_value::<BakeStatus>(serde_json::json!("SUPERSEDED")).is_err(),
+            "a step's status stays strict"
+        );
+    }
 
     #[test]
     fn only_the_last_failed_attempt_is_exhausted() {

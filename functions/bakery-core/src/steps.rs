@@ -28,8 +28,8 @@
 
 use crate::ids::{AmiId, Region};
 use crate::policy::{Policy, Retention, Severity, ShareWith, TargetRegion};
-use crate::publication::BakeStatus;
 pub use crate::publication::Failure;
+use crate::publication::{BakeStatus, Revocation, StaleImage};
 use crate::retention::Kept;
 use crate::trigger::SourceAmi;
 use serde::de::DeserializeOwned;
@@ -445,6 +445,65 @@ pub struct AnnounceRequest {
     pub task_token: Option<String>,
 }
 
+/// announce's input: a bake's end from the state machine ([`AnnounceRequest`]), an operator's
+/// revocation (`{"revocation": …}`, from `bakery revoke`), or the trigger's daily staleness
+/// report (`{"stale": […]}`); either may name the `topicArn` (the stack's topic by default).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnnounceCall {
+    Bake(Box<AnnounceRequest>),
+    Revoked {
+        revocation: Revocation,
+        topic_arn: Option<String>,
+    },
+    Stale {
+        stale: Vec<StaleImage>,
+        topic_arn: Option<String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for AnnounceCall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut v = Value::deserialize(d)?;
+        let inner = |e: StepInputError| serde::de::Error::custom(e.to_string().replacen("announce input: ", "", 1));
+        let mut take = |name: &str| v.as_object_mut().and_then(|o| o.remove(name));
+        let (revocation, stale) = (take("revocation"), take("stale"));
+        let topic_arn = match take("topicArn") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t),
+            Some(_) => return Err(serde::de::Error::custom("topicArn: expected a string")),
+        };
+        let at = |field: &'static str| {
+            move |e: StepInputError| {
+                inner(StepInputError {
+                    path: prefixed(field, &e.path),
+                    ..e
+                })
+            }
+        };
+        if let Some(r) = revocation {
+            return decode("announce", r)
+                .map(|revocation| AnnounceCall::Revoked { revocation, topic_arn })
+                .map_err(at("revocation"));
+        }
+        if let Some(s) = stale {
+            return decode("announce", s)
+                .map(|stale| AnnounceCall::Stale { stale, topic_arn })
+                .map_err(at("stale"));
+        }
+        decode("announce", v)
+            .map(|r| AnnounceCall::Bake(Box::new(r)))
+            .map_err(inner)
+    }
+}
+
+fn prefixed(field: &str, path: &str) -> String {
+    match path {
+        "" => field.to_owned(),
+        p if p.starts_with('[') => format!("{field}{p}"),
+        p => format!("{field}.{p}"),
+    }
+}
+
 /// What `bakery approve` answers WaitForApproval with, at `$.approval`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -498,6 +557,48 @@ pub enum AnnounceResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn announce_reads_a_revocation_a_staleness_report_or_a_bake() {
+        let pipeline = json!({"arn": "arn:aws:imagebuilder:us-east-1:111122223333:image-pipeline/web", "name": "web"});
+        let ami = json!({"region": "us-east-1", "imageId": "ami-0a1b2c3d4e5f67890"});
+        let revocation = json!({"revocation": {
+            "imageId": "ami-0a1b2c3d4e5f67890", "reason": "CVE", "revokedBy": "me", "revokedAt": "2026-12-04T00:00:00Z",
+            "cascade": false, "disabled": true,
+            "bakes": [{"bakeId": "web-1", "pipeline": pipeline, "amis": [ami]}]}, "topicArn": "arn:aws:sns:us-east-1:111122223333:t"});
+        match decode::<AnnounceCall>("announce", revocation).unwrap() {
+            AnnounceCall::Revoked { revocation, topic_arn } => {
+                assert_eq!(revocation.bakes[0].bake_id, "web-1");
+                assert!(revocation.disabled);
+                assert_eq!(topic_arn.as_deref(), Some("arn:aws:sns:us-east-1:111122223333:t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let stale = json!({"stale": [{"pipeline": pipeline, "bakeId": "web-1", "amis": [ami], "publishedAt": "t",
+            "builtOn": "ami-0a1b2c3d4e5f67890", "newerBase": "ami-0fedcba9876543210", "newerReleases": 2}]});
+        match decode::<AnnounceCall>("announce", stale).unwrap() {
+            AnnounceCall::Stale { stale, topic_arn } => {
+                assert_eq!(stale[0].newer_releases, 2);
+                assert!(topic_arn.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = json!({"revocation": {"imageId": "not-an-ami"}});
+        let e = decode::<AnnounceCall>("announce", bad).unwrap_err().to_string();
+        assert!(e.contains("revocation.imageId"), "the bad field by its path: {e}");
+        let e = decode::<AnnounceCall>("announce", json!({"stale": [], "topicArn": 7}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("topicArn"), "{e}");
+        assert!(matches!(
+            decode::<AnnounceCall>(
+                "announce",
+                json!({"status": "FAILED", "executionArn": "x", "state": {"bakeId": "b", "pipelineArn": "p"}})
+            ),
+            Ok(AnnounceCall::Bake(_))
+        ));
+    }
 
     #[test]
     fn a_bad_field_is_named_by_its_path() {

@@ -13,6 +13,9 @@ pub enum Classification {
     Bake { trigger: BakeTrigger },
     /// A well-formed event that starts nothing; `reason` says why.
     Ignore { reason: String },
+    /// An operator asks which published images are stale (`bakery stale`); `publish` also
+    /// announces them in one STALE message. The daily staleness schedule is a Schedule origin.
+    Stale { publish: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -25,6 +25,8 @@ enum Expect {
     Ignore(&'static str),
     /// `error_type` and a substring of the message (which starts with the path).
     Error(&'static str, &'static str),
+    /// A staleness report request, and whether it asks to publish.
+    Stale(bool),
 }
 
 const CASES: &[(&str, Expect)] = &[
@@ -110,6 +112,8 @@ const CASES: &[(&str, Expect)] = &[
         }),
     ),
     ("sns/bakery-publication-failed.json", Expect::Ignore("only PUBLISHED")),
+    ("sns/bakery-publication-revoked.json", Expect::Ignore("is REVOKED; only PUBLISHED")),
+    ("manual/staleness-requested.json", Expect::Stale(false)),
     // ---- EventBridge triggers
     (
         "eventbridge/ami-state-change-available.json",
@@ -321,6 +325,7 @@ fn every_fixture_classifies_as_expected() {
             (Expect::Ignore(want), Ok(Classification::Ignore { reason })) => {
                 assert!(reason.contains(want), "{name}: reason {reason:?} lacks {want:?}")
             }
+            (Expect::Stale(want), Ok(Classification::Stale { publish })) => assert_eq!(publish, *want, "{name}"),
             (Expect::Error(kind, want), Err(e)) => {
                 assert_eq!(e.error_type(), *kind, "{name}: {e}");
                 assert!(e.to_string().contains(want), "{name}: error {e:?} lacks {want:?}");

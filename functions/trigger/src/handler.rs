@@ -32,6 +32,11 @@ pub struct Deps {
     pub concurrency: usize,
     /// StartExecution attempts per bake before the event is handed back to Lambda.
     pub start_attempts: u32,
+    pub lambda: aws_sdk_lambda::Client,
+    /// The announce function, which publishes the STALE message (the topic admits no other).
+    pub announce_function: String,
+    /// The name of the daily staleness schedule: its firing reports instead of baking.
+    pub staleness_schedule: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +118,14 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TriggerError> 
             tracing::info!(%reason, "ignored");
             return Ok(json!({"action": "ignore", "reason": reason}));
         }
+        Classification::Stale { publish } => return stale(deps, publish).await,
         Classification::Bake { trigger } => trigger,
     };
+    if let Origin::Schedule { schedule_arn, .. } = &trigger.origin {
+        if !deps.staleness_schedule.is_empty() && schedule_arn.rsplit('/').next() == Some(&deps.staleness_schedule) {
+            return stale(deps, true).await;
+        }
+    }
     tracing::info!(event_id = %trigger.event_id, origin = ?trigger.origin, "bake trigger");
     let report = fan_out(deps, trigger.clone()).await?;
     Ok(json!({
@@ -125,6 +136,41 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TriggerError> 
         "skipped": report.skipped,
         "invalidPolicies": report.invalid_policies,
     }))
+}
+
+/// The staleness report ([`crate::stale`]); with `publish`, one STALE message when any image is
+/// stale, published by the announce function.
+async fn stale(deps: &Deps, publish: bool) -> Result<Value, TriggerError> {
+    deps.lookups.forget().await;
+    let (policies, invalid) = deps.lookups.policies().await?;
+    let stale = crate::stale::report(&deps.lookups, &policies).await?;
+    tracing::info!(stale = stale.len(), publish, "staleness report");
+    let mut announced = Value::Null;
+    if publish && !stale.is_empty() {
+        let payload = json!({"stale": stale}).to_string();
+        let out = bakery_aws::send("Invoke", || {
+            deps.lambda
+                .invoke()
+                .function_name(&deps.announce_function)
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload.clone()))
+                .send()
+        })
+        .await?;
+        let body: Value = out
+            .payload()
+            .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+            .unwrap_or_default();
+        if let Some(error) = out.function_error() {
+            // The invocation fails, so that the schedule's retry policy tries again.
+            return Err(BakeError::Retryable {
+                operation: "Invoke".into(),
+                message: format!("announce failed ({error}): {body}"),
+            }
+            .into());
+        }
+        announced = body;
+    }
+    Ok(json!({"action": "stale", "stale": stale, "announced": announced, "invalidPolicies": invalid}))
 }
 
 async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, TriggerError> {
@@ -159,6 +205,22 @@ async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, Trigge
                 None => format!("{label}:{}", trigger.event_id),
             },
         };
+        // A bake on the recipe's own parent: that parent must not be revoked either.
+        if p.source.is_none() {
+            if let Some(parent) = deps.lookups.recipe_parent(&p.pipeline_arn).await? {
+                if let Some(why) = deps.lookups.revoked(&parent).await? {
+                    let reason = format!("the recipe's parent {parent} was {why}; bake on a new source (--source)");
+                    tracing::warn!(pipeline = %p.pipeline_arn, %reason, "refused a revoked parent");
+                    report.refused.push(Refused {
+                        pipeline_arn: p.pipeline_arn.clone(),
+                        image_id: parent,
+                        error_type: "SourceRevoked",
+                        reason,
+                    });
+                    continue;
+                }
+            }
+        }
         if let Some(source) = &p.source {
             if let Err(refused) = trust(deps, policy, &p, source).await? {
                 tracing::warn!(
@@ -344,6 +406,12 @@ async fn trust(
             reason,
         })
     };
+    if let Some(why) = deps.lookups.revoked(source.image_id.as_str()).await? {
+        return Ok(refuse(
+            "SourceRevoked",
+            format!("source AMI {} was {why}", source.image_id),
+        ));
+    }
     let owners: Vec<String> = policy.trusted_owners.iter().map(|o| o.to_string()).collect();
     let Some(found) = deps
         .lookups

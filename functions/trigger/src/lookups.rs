@@ -29,6 +29,27 @@ type ImageKey = (String, String, Vec<String>);
 
 pub use bakery_aws::InvalidPolicy;
 
+/// A ledger item.
+pub struct LedgerRow(HashMap<String, AttributeValue>);
+
+impl LedgerRow {
+    /// A string attribute, or "".
+    pub fn s(&self, key: &str) -> &str {
+        self.0.get(key).and_then(|v| v.as_s().ok()).map_or("", String::as_str)
+    }
+
+    /// A list of strings.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.0
+            .get(key)
+            .and_then(|v| v.as_l().ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_s().ok().cloned())
+            .collect()
+    }
+}
+
 /// One region's Allowed AMIs setting (GetAllowedImagesSettings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllowedImages {
@@ -243,19 +264,7 @@ impl Lookups {
             return Ok(None);
         };
         if !policy.sources.amis.is_empty() {
-            let ec2 = self.ec2(region);
-            let mut all = Vec::new();
-            for family in &policy.sources.amis {
-                let out = send("DescribeImages", || {
-                    ec2.describe_images()
-                        .owners(family.owner.as_str())
-                        .filters(Filter::builder().name("name").values(&family.name_pattern).build())
-                        .filters(Filter::builder().name("state").values("available").build())
-                        .send()
-                })
-                .await?;
-                all.extend(out.images().iter().filter_map(candidate));
-            }
+            let all = self.family_releases(policy, region).await?;
             return Ok(newest_base(policy, &all, chrono::Utc::now()).map(|c| SourceAmi {
                 image_id: c.image_id.clone(),
                 region: reg,
@@ -268,21 +277,65 @@ impl Lookups {
         Ok(None)
     }
 
-    /// The base of the pipeline's last published bake (the announce step's ledger row).
-    pub async fn last_base(&self, pipeline_arn: &str) -> Result<Option<String>, BakeError> {
+    /// One ledger row.
+    pub async fn ledger_row(&self, pk: &str, sk: &str) -> Result<Option<LedgerRow>, BakeError> {
         let out = send("GetItem", || {
             self.ddb
                 .get_item()
                 .table_name(&self.table)
-                .key("pk", AttributeValue::S(format!("pipeline#{pipeline_arn}")))
-                .key("sk", AttributeValue::S("latest".into()))
+                .key("pk", AttributeValue::S(pk.to_owned()))
+                .key("sk", AttributeValue::S(sk.to_owned()))
                 .consistent_read(true)
                 .send()
         })
         .await?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("base").and_then(|v| v.as_s().ok()).cloned()))
+        Ok(out.item.map(LedgerRow))
+    }
+
+    /// The pipeline's last published bake (the announce step's `pipeline#<arn>`, `latest` row).
+    pub async fn last_published(&self, pipeline_arn: &str) -> Result<Option<LedgerRow>, BakeError> {
+        self.ledger_row(&format!("pipeline#{pipeline_arn}"), "latest").await
+    }
+
+    /// The base of the pipeline's last published bake.
+    pub async fn last_base(&self, pipeline_arn: &str) -> Result<Option<String>, BakeError> {
+        Ok(self
+            .last_published(pipeline_arn)
+            .await?
+            .map(|r| r.s("base").to_owned())
+            .filter(|b| !b.is_empty()))
+    }
+
+    /// Why an AMI was revoked (`bakery revoke` writes `ami#<id>`, `revoked`), if it was.
+    pub async fn revoked(&self, image_id: &str) -> Result<Option<String>, BakeError> {
+        Ok(self.ledger_row(&format!("ami#{image_id}"), "revoked").await?.map(|r| {
+            format!(
+                "revoked at {} by {}: {}",
+                r.s("revokedAt"),
+                r.s("revokedBy"),
+                r.s("reason")
+            )
+        }))
+    }
+
+    /// The trusted, available, not deprecated AMIs of the policy's families in `region`.
+    pub async fn family_releases(&self, policy: &Policy, region: &str) -> Result<Vec<Candidate>, BakeError> {
+        let ec2 = self.ec2(region);
+        let mut all = Vec::new();
+        for family in &policy.sources.amis {
+            let out = send("DescribeImages", || {
+                ec2.describe_images()
+                    .owners(family.owner.as_str())
+                    .filters(Filter::builder().name("name").values(&family.name_pattern).build())
+                    .filters(Filter::builder().name("state").values("available").build())
+                    .send()
+            })
+            .await?;
+            all.extend(out.images().iter().filter_map(candidate));
+        }
+        let now = chrono::Utc::now();
+        all.retain(|c| newest_base(policy, std::slice::from_ref(c), now).is_some());
+        Ok(all)
     }
 
     /// The recipe's current parent image, when it is an AMI ID.

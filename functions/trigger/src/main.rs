@@ -2,6 +2,7 @@
 
 mod handler;
 mod lookups;
+mod stale;
 
 use lambda_runtime::Error;
 
@@ -20,6 +21,9 @@ async fn main() -> Result<(), Error> {
         state_machine_arn: bakery_aws::env("BAKE_STATE_MACHINE_ARN")?,
         concurrency: bakery_aws::env_count("START_CONCURRENCY", 8)? as usize,
         start_attempts: bakery_aws::env_count("START_ATTEMPTS", 10)?,
+        lambda: aws_sdk_lambda::Client::new(&sdk),
+        announce_function: bakery_aws::env("ANNOUNCE_FUNCTION_ARN")?,
+        staleness_schedule: bakery_aws::env("STALENESS_SCHEDULE")?,
     };
     let deps = &deps;
     // Any JSON: the trigger classifies what arrived itself, with its own typed errors.

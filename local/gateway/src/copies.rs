@@ -212,7 +212,12 @@ fn shown(item: &str, c: &Copy, now: Instant) -> String {
         (Some(_), false) => "failed",
         (None, false) => "available",
     };
-    let mut item = replace_element(item, "imageState", state);
+    // What was done to the copy since (DisableImage: moto's `disabled`) is moto's to show.
+    let mut item = if crate::shared_images::field(item, "imageState").as_deref() == Some("available") {
+        replace_element(item, "imageState", state)
+    } else {
+        item.to_owned()
+    };
     if let (Some(reason), false) = (&c.failure, c.ready_at > now) {
         let reason_xml =
             format!("<stateReason><code>Client.InternalError</code><message>{reason}</message></stateReason>");
@@ -349,6 +354,18 @@ mod tests {
         let shown = as_ec2_shows(xml, &copies, now, true);
         assert!(
             shown.contains("<imageState>failed</imageState><stateReason><code>Client.InternalError</code>"),
+            "{shown}"
+        );
+        // A ready copy disabled since is shown disabled, as moto keeps it.
+        copies.insert("ami-2".to_owned(), copy(Duration::ZERO));
+        let disabled = xml.replacen(
+            "<imageState>available</imageState>",
+            "<imageState>disabled</imageState>",
+            1,
+        );
+        let shown = as_ec2_shows(&disabled, &copies, Instant::now(), true);
+        assert!(
+            shown.contains("<imageId>ami-2</imageId><imageState>disabled</imageState>"),
             "{shown}"
         );
     }

@@ -14,5 +14,6 @@ mod local_stepfunctions;
 mod operate;
 mod package;
 mod retention;
+mod revoke;
 mod template;
 mod triggers;
