@@ -54,6 +54,17 @@ struct ForeignSubscription {
     subscription: SnsSubscription,
 }
 
+/// What a caller has of an image id in a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ImageAccess {
+    /// Its own image.
+    Owned,
+    /// Another account's image, public or shared with the caller.
+    Visible,
+    /// None it can see: unknown, deregistered, private to another account, or disabled.
+    None,
+}
+
 /// Calls of one operation still to refuse: with throttling, or with a given error code.
 #[derive(Clone)]
 struct Knob {
@@ -131,9 +142,9 @@ pub struct Gateway {
     events: Mutex<Vec<Value>>,
     /// Every asynchronous invocation's end (what CloudWatch Logs would show), in order.
     invocations: Mutex<Vec<Value>>,
-    /// EC2 image deprecations (moto has no EnableImageDeprecation): (region, image id) →
-    /// deprecate-at, shown as `deprecationTime` in DescribeImages.
-    deprecations: Mutex<HashMap<(String, String), String>>,
+    /// EC2 image deprecations (moto has no EnableImageDeprecation), per region and image,
+    /// shown as `deprecationTime` in DescribeImages.
+    deprecations: Mutex<crate::deprecation::Deprecations>,
     /// Every SNS message offered to a Lambda subscription: delivered, or stopped by its filter policy.
     sns_deliveries: Mutex<Vec<Value>>,
     /// EC2 Allowed AMIs settings, answered to GetAllowedImagesSettings.
@@ -177,7 +188,7 @@ impl Gateway {
             throttle_first: Mutex::new(ThrottleFirst::default()),
             events: Mutex::new(Vec::new()),
             invocations: Mutex::new(Vec::new()),
-            deprecations: Mutex::new(HashMap::new()),
+            deprecations: Mutex::new(crate::deprecation::Deprecations::default()),
             sns_deliveries: Mutex::new(Vec::new()),
             allowed_images: Mutex::new(AllowedImages::default()),
             foreign_subscriptions: Mutex::new(Vec::new()),
@@ -257,7 +268,7 @@ impl Gateway {
                 self.image_change(parts, body, &call).await
             }
             "ec2" if operation == "EnableImageDeprecation" || operation == "DisableImageDeprecation" => {
-                self.image_deprecation(&operation, &call)
+                self.image_deprecation(&operation, &call).await
             }
             "ec2" if operation == "GetAllowedImagesSettings" => self.allowed_images_settings(&query, &body),
             "ec2" if operation == "DescribeImages" => self.describe_images(parts, body, &call).await,
@@ -682,15 +693,10 @@ impl Gateway {
             &call.form,
         )
         .await;
-        let deprecations: HashMap<String, String> = self
+        let deprecations = self
             .deprecations
             .lock()
-            .map(|d| {
-                d.iter()
-                    .filter(|((region, _), _)| *region == call.region)
-                    .map(|((_, image), at)| (image.clone(), at.clone()))
-                    .collect()
-            })
+            .map(|d| d.in_region(&call.region))
             .unwrap_or_default();
         let copies = self
             .copies
@@ -701,7 +707,7 @@ impl Gateway {
         let listing = !call.form.keys().any(|k| k.starts_with("ImageId."));
         let finish = |xml: &str| {
             crate::copies::as_ec2_shows(
-                &crate::shared_images::as_ec2_shows(xml, &call.form, &deprecations),
+                &crate::shared_images::as_ec2_shows(xml, &call.form, &call.account, &deprecations, chrono::Utc::now()),
                 &copies,
                 now,
                 listing,
@@ -826,6 +832,11 @@ impl Gateway {
 
     /// Whether `caller` may launch `image_id` in `region`: its own, public, or shared with it.
     async fn image_launchable(&self, region: &str, caller: &str, image_id: &str) -> bool {
+        self.image_access(region, caller, image_id).await != ImageAccess::None
+    }
+
+    /// What `caller` has of `image_id` in `region`.
+    async fn image_access(&self, region: &str, caller: &str, image_id: &str) -> ImageAccess {
         let params = [
             ("Action", "DescribeImages"),
             ("Version", "2016-11-15"),
@@ -833,26 +844,117 @@ impl Gateway {
         ];
         let own = self.iam.moto().query_ec2(region, caller, &params).await;
         if own.is_ok_and(|xml| !crate::shared_images::image_items(&xml).is_empty()) {
-            return true;
+            return ImageAccess::Owned;
         }
         let form = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        !crate::shared_images::visible_from_others(self.iam.moto(), region, caller, &self.iam.accounts(), &form)
-            .await
-            .is_empty()
+        let others =
+            crate::shared_images::visible_from_others(self.iam.moto(), region, caller, &self.iam.accounts(), &form)
+                .await;
+        if others.is_empty() {
+            ImageAccess::None
+        } else {
+            ImageAccess::Visible
+        }
     }
 
-    /// An EC2 image call as moto answers it, then the EC2 AMI State Change it makes.
+    /// DisableImage "removes all launch permissions from the AMI" (accounts, organizations,
+    /// OUs, public); moto only sets its state, so the gateway takes them away.
+    async fn remove_launch_permissions(&self, region: &str, account: &str, image_id: &str) {
+        let moto = self.iam.moto();
+        let described = moto
+            .query_ec2(
+                region,
+                account,
+                &[
+                    ("Action", "DescribeImageAttribute"),
+                    ("Version", "2016-11-15"),
+                    ("ImageId", image_id),
+                    ("Attribute", "launchPermission"),
+                ],
+            )
+            .await
+            .unwrap_or_default();
+        let mut params: Vec<(String, String)> = vec![
+            ("Action".into(), "ModifyImageAttribute".into()),
+            ("Version".into(), "2016-11-15".into()),
+            ("ImageId".into(), image_id.into()),
+        ];
+        let permissions = xml_elements(&described, "launchPermission").concat();
+        for (n, item) in xml_elements(&permissions, "item").into_iter().enumerate() {
+            for tag in ["userId", "group", "organizationArn", "organizationalUnitArn"] {
+                if let Some(v) = xml_elements(item, tag).first() {
+                    let mut key = tag.to_owned();
+                    key[..1].make_ascii_uppercase();
+                    params.push((format!("LaunchPermission.Remove.{}.{key}", n + 1), xml_unescape(v)));
+                }
+            }
+        }
+        if params.len() == 3 {
+            return;
+        }
+        let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Err(e) = moto.query_ec2(region, account, &refs).await {
+            tracing::warn!(image = %image_id, error = %e, "could not remove the disabled image's launch permissions");
+        }
+    }
+
+    /// Why an image call that only the image's owner may make is refused, if it is: a malformed
+    /// id, or an image the caller can see but does not own (EC2 answers `AuthFailure`, "Not
+    /// authorized for image:…", as it does to a non-owner's DescribeImageAttribute; its common
+    /// errors list AuthFailure for "trying to use an AMI for which you do not have permission").
+    /// With `unknown_refused`, an image the caller cannot see at all is InvalidAMIID.NotFound;
+    /// without, that answer is left to moto (which also knows deregistered images).
+    async fn owner_only(&self, call: &crate::iam::requests::Call, unknown_refused: bool) -> Option<Response<Body>> {
+        let refuse =
+            |code: &str, message: &str| Some(response(400, &[("Content-Type", "text/xml")], ec2_error(code, message)));
+        let Some(image) = call.form.get("ImageId") else {
+            return refuse("MissingParameter", "The request must contain the parameter ImageId");
+        };
+        if !crate::deprecation::is_image_id(image) {
+            return refuse(
+                "InvalidAMIID.Malformed",
+                &format!("Invalid id: \"{image}\" (expecting \"ami-...\")"),
+            );
+        }
+        match self.image_access(&call.region, &call.account, image).await {
+            ImageAccess::Owned => None,
+            ImageAccess::Visible => refuse("AuthFailure", &format!("Not authorized for image:{image}")),
+            ImageAccess::None if unknown_refused => refuse(
+                "InvalidAMIID.NotFound",
+                &format!("The image id '[{image}]' does not exist"),
+            ),
+            ImageAccess::None => None,
+        }
+    }
+
+    /// An EC2 image call as moto answers it, then the EC2 AMI State Change it makes. Only the
+    /// owner may disable or enable an image (moto lets any account that has the id); a disabled
+    /// image loses every launch permission (moto keeps them); a deregistered one its deprecation.
     async fn image_change(
         self: &Arc<Self>,
         parts: hyper::http::request::Parts,
         body: Bytes,
         call: &crate::iam::requests::Call,
     ) -> Response<Body> {
+        if matches!(call.operation.as_str(), "DisableImage" | "EnableImage") {
+            if let Some(refused) = self.owner_only(call, false).await {
+                return refused;
+            }
+        }
         let (head, bytes) = match self.proxy_answered(parts, body).await {
             Ok(answered) => answered,
             Err(refused) => return refused,
         };
         let image = call.form.get("ImageId").map(String::as_str);
+        match (call.operation.as_str(), image) {
+            ("DisableImage", Some(id)) => self.remove_launch_permissions(&call.region, &call.account, id).await,
+            ("DeregisterImage", Some(id)) => {
+                if let Ok(mut d) = self.deprecations.lock() {
+                    d.forget(&call.region, id);
+                }
+            }
+            _ => {}
+        }
         if let Some((id, state)) =
             crate::service_events::image_change(&call.operation, image, &String::from_utf8_lossy(&bytes))
         {
@@ -1196,14 +1298,7 @@ impl Gateway {
             ("GET", "health") => ok(),
             ("GET", "deprecations") => json_response(
                 200,
-                &json!(self
-                    .deprecations
-                    .lock()
-                    .map(|d| d
-                        .iter()
-                        .map(|((_, image), at)| (image.clone(), at.clone()))
-                        .collect::<HashMap<_, _>>())
-                    .unwrap_or_default()),
+                &json!(self.deprecations.lock().map(|d| d.all_shown()).unwrap_or_default()),
             ),
             ("GET", "throttles") => {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
@@ -1393,22 +1488,38 @@ impl Gateway {
         }
     }
 
-    /// moto lacks image deprecation; the gateway keeps it per region and image, shows it in
-    /// DescribeImages, and lists it at `GET /_bakery/deprecations`.
-    fn image_deprecation(&self, operation: &str, call: &crate::iam::requests::Call) -> Response<Body> {
-        let Some(image) = call.form.get("ImageId").cloned() else {
-            return response(
-                400,
-                &[("Content-Type", "text/xml")],
-                ec2_error("MissingParameter", "ImageId is required"),
-            );
+    /// moto lacks image deprecation; the gateway keeps it per region and image (see
+    /// `deprecation`), for the image's owner only, shows it in DescribeImages, and lists it at
+    /// `GET /_bakery/deprecations`.
+    async fn image_deprecation(&self, operation: &str, call: &crate::iam::requests::Call) -> Response<Body> {
+        let refuse =
+            |code: &str, message: &str| response(400, &[("Content-Type", "text/xml")], ec2_error(code, message));
+        let at = match operation {
+            "EnableImageDeprecation" => match crate::deprecation::deprecate_at(&call.form, chrono::Utc::now()) {
+                Ok(at) => Some(at),
+                Err((code, message)) => return refuse(code, &message),
+            },
+            _ => None,
         };
+        if let Some(refused) = self.owner_only(call, true).await {
+            return refused;
+        }
+        if call.form.get("DryRun").is_some_and(|v| v == "true") {
+            return response(
+                412,
+                &[("Content-Type", "text/xml")],
+                ec2_error(
+                    "DryRunOperation",
+                    "Request would have succeeded, but DryRun flag is set.",
+                ),
+            );
+        }
+        let image = call.form.get("ImageId").map(String::as_str).unwrap_or_default();
         if let Ok(mut d) = self.deprecations.lock() {
-            let key = (call.region.clone(), image);
-            match operation {
-                "EnableImageDeprecation" => d.insert(key, call.form.get("DeprecateAt").cloned().unwrap_or_default()),
-                _ => d.remove(&key),
-            };
+            match at {
+                Some(at) => d.set(&call.region, image, at),
+                None => d.forget(&call.region, image),
+            }
         }
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{operation}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
@@ -1582,6 +1693,7 @@ fn allowed_images_xml(a: &AllowedImages) -> String {
 }
 
 fn ec2_error(code: &str, message: &str) -> String {
+    let message = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>\
          </Error></Errors><RequestID>{}</RequestID></Response>",

@@ -9,6 +9,7 @@ mod authz;
 mod backend;
 mod copies;
 pub mod deploy;
+mod deprecation;
 pub mod gateway;
 mod http;
 pub mod iam;

@@ -3,11 +3,12 @@
 //! accounts it knows for what they let the caller launch, applies the request's owner filter
 //! itself (moto ignores Owners when ImageIds are given; EC2 does not), and adds those images to
 //! the caller's answer. Where moto differs from EC2 on what an image shows, the answer is
-//! mended: deprecation times (kept by the gateway) and disabled images (left out by default; a
-//! disabled image is shared with no one).
+//! mended: deprecation (kept by the gateway, see `deprecation`) and disabled images (left out
+//! by default; a disabled image is shared with no one).
 
 use crate::http::{xml_elements, xml_unescape};
 use crate::iam::lookups::Moto;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 /// The `<item>`s directly inside `<imagesSet>`, each whole (nested items included).
@@ -123,37 +124,51 @@ pub fn own_filtered(xml: &str, form: &BTreeMap<String, String>, caller: &str) ->
     )
 }
 
-/// A DescribeImages answer as EC2 gives it: each deprecated image with its `deprecationTime`
-/// (`deprecations`: image id → time, in the answer's region), and disabled images only when the
-/// request says `IncludeDisabled` (moto shows them always).
-pub fn as_ec2_shows(xml: &str, form: &BTreeMap<String, String>, deprecations: &HashMap<String, String>) -> String {
+/// A DescribeImages answer as EC2 gives it: each image with a deprecation (`deprecations`:
+/// image id → time, in the answer's region) shows its `deprecationTime`; an image of another
+/// account than the caller's whose deprecation time has come only when the request says
+/// `IncludeDeprecated` or names images by id (the owner sees all of its own); disabled images
+/// only when the request says `IncludeDisabled` (moto shows them always).
+pub fn as_ec2_shows(
+    xml: &str,
+    form: &BTreeMap<String, String>,
+    caller: &str,
+    deprecations: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> String {
     let include_disabled = form.get("IncludeDisabled").is_some_and(|v| v == "true");
+    let include_deprecated =
+        form.get("IncludeDeprecated").is_some_and(|v| v == "true") || form.keys().any(|k| k.starts_with("ImageId."));
     let (Some(start), Some(end)) = (xml.find("<imagesSet>"), xml.rfind("</imagesSet>")) else {
         return xml.to_owned();
     };
     let kept: String = image_items(xml)
         .into_iter()
         .filter(|item| include_disabled || field(item, "imageState").as_deref() != Some("disabled"))
-        .map(
-            |item| match field(item, "imageId").and_then(|id| deprecations.get(&id)) {
-                Some(at) if !item.contains("<deprecationTime>") => item.replacen(
-                    "</imageId>",
-                    &format!("</imageId><deprecationTime>{}</deprecationTime>", xml_escape(at)),
-                    1,
+        .filter_map(|item| {
+            let Some(at) = field(item, "imageId").and_then(|id| deprecations.get(&id).copied()) else {
+                return Some(item.to_owned());
+            };
+            let owned = field(item, "imageOwnerId").as_deref() == Some(caller);
+            if at <= now && !owned && !include_deprecated {
+                return None;
+            }
+            // moto has no deprecation: the time is the gateway's to add.
+            Some(item.replacen(
+                "</imageId>",
+                &format!(
+                    "</imageId><deprecationTime>{}</deprecationTime>",
+                    crate::deprecation::shown(at)
                 ),
-                _ => item.to_owned(),
-            },
-        )
+                1,
+            ))
+        })
         .collect();
     format!(
         "{}<imagesSet>{kept}</imagesSet>{}",
         &xml[..start],
         &xml[end + "</imagesSet>".len()..]
     )
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The caller's DescribeImages answer with `extra` images added (the caller's own answer may be
@@ -211,25 +226,57 @@ mod tests {
 
     #[test]
     fn deprecation_times_are_shown_and_disabled_images_only_when_asked_for() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
         let answer = ANSWER.replace(
             "<isPublic>true</isPublic>",
             "<isPublic>true</isPublic><imageState>disabled</imageState>",
         );
-        let deprecations: HashMap<String, String> = [("ami-1".to_owned(), "2026-11-26T10:00:00Z".to_owned())].into();
-        let shown = as_ec2_shows(&answer, &BTreeMap::new(), &deprecations);
+        let deprecations: HashMap<String, DateTime<Utc>> = [("ami-1".to_owned(), now)].into();
+        let shown = as_ec2_shows(&answer, &BTreeMap::new(), "1", &deprecations, now);
         let items = image_items(&shown);
         assert_eq!(items.len(), 1, "the disabled image is left out by default: {shown}");
         assert_eq!(
             field(items[0], "deprecationTime").as_deref(),
-            Some("2026-11-26T10:00:00Z")
+            Some("2026-11-26T10:00:00.000Z")
         );
         assert!(items[0].contains("/dev/xvda"), "the rest of the image stays");
         let asked: BTreeMap<String, String> = [("IncludeDisabled".to_owned(), "true".to_owned())].into();
-        let shown = as_ec2_shows(&answer, &asked, &HashMap::new());
+        let shown = as_ec2_shows(&answer, &asked, "1", &HashMap::new(), now);
         assert_eq!(image_items(&shown).len(), 2);
         assert_eq!(field(image_items(&shown)[0], "deprecationTime"), None);
         let empty = "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>";
-        assert_eq!(as_ec2_shows(empty, &asked, &deprecations), empty);
+        assert_eq!(as_ec2_shows(empty, &asked, "1", &deprecations, now), empty);
+    }
+
+    #[test]
+    fn another_accounts_deprecated_image_only_by_id_or_when_asked_for() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
+        let deprecated: HashMap<String, DateTime<Utc>> = [("ami-1".to_owned(), now)].into();
+        let ids = |xml: &str| -> Vec<String> { image_items(xml).iter().filter_map(|i| field(i, "imageId")).collect() };
+        let form = |k: &str, v: &str| -> BTreeMap<String, String> { [(k.to_owned(), v.to_owned())].into() };
+        // ami-1 is account 1's: account 2 does not list it, its owner does.
+        assert_eq!(
+            ids(&as_ec2_shows(ANSWER, &BTreeMap::new(), "2", &deprecated, now)),
+            ["ami-2"]
+        );
+        assert_eq!(
+            ids(&as_ec2_shows(ANSWER, &BTreeMap::new(), "1", &deprecated, now)),
+            ["ami-1", "ami-2"]
+        );
+        for asked in [form("IncludeDeprecated", "true"), form("ImageId.1", "ami-1")] {
+            let shown = as_ec2_shows(ANSWER, &asked, "2", &deprecated, now);
+            assert_eq!(ids(&shown), ["ami-1", "ami-2"], "{asked:?}");
+            assert_eq!(
+                field(image_items(&shown)[0], "deprecationTime").as_deref(),
+                Some("2026-11-26T10:00:00.000Z")
+            );
+        }
+        // Not yet deprecated: listed, with the time it will be.
+        let before = now - chrono::TimeDelta::minutes(1);
+        let shown = as_ec2_shows(ANSWER, &BTreeMap::new(), "2", &deprecated, before);
+        assert_eq!(ids(&shown), ["ami-1", "ami-2"]);
     }
 
     #[test]

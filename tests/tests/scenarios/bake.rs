@@ -240,11 +240,17 @@ async fn scan_findings_over_the_limit_quarantine_the_image() {
     assert_eq!(m["message"]["gate"]["quarantined"], true);
     let built = baked_amis(&aws, world::REGIONS[0]).await;
     assert_eq!(built.len(), 1, "the build's AMI stays, quarantined");
-    let deprecated = aws.admin().deprecations().await.unwrap();
-    assert!(
-        deprecated.contains_key(built[0].image_id().unwrap()),
-        "and deprecated: {deprecated:?}"
-    );
+    let described = ec2(&aws, world::REGIONS[0])
+        .await
+        .describe_images()
+        .owners("self")
+        .image_ids(built[0].image_id().unwrap())
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    let image = &described.images()[0];
+    assert!(image.deprecation_time().is_some(), "and deprecated: {image:?}");
 }
 
 /// Low findings are not in the aggregation: the gate lists the findings (which reads Inspector's

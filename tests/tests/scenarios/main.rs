@@ -7,6 +7,7 @@ mod approval;
 mod bake;
 mod faults;
 mod iam;
+mod local_ec2;
 mod local_imagebuilder;
 mod local_lambda_events;
 mod local_sns;
