@@ -5,9 +5,21 @@
 use crate::Outcome;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub async fn answer(execution_arn: &str, table: &str, rejection: Option<&str>, by: &str) -> Outcome {
+pub async fn answer(execution_arn: &str, table: &str, rejection: Option<&str>, by: &str, json: bool) -> Outcome {
     let verb = if rejection.is_some() { "reject" } else { "approve" };
     match run(execution_arn, table, rejection, by).await {
+        Ok(_) if json => Outcome {
+            out: format!(
+                "{}\n",
+                serde_json::json!({
+                    "executionArn": execution_arn,
+                    "answer": if rejection.is_some() { "rejected" } else { "approved" },
+                    "by": by,
+                    "reason": rejection,
+                })
+            ),
+            problems: Vec::new(),
+        },
         Ok(out) => Outcome {
             out,
             problems: Vec::new(),

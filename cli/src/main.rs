@@ -143,6 +143,9 @@ enum Command {
         /// Who approves (kept in the execution's state).
         #[arg(long, default_value = "operator")]
         by: String,
+        /// Print one JSON object instead of the readable line.
+        #[arg(long)]
+        json: bool,
     },
     /// Reject a bake that waits for approval: it fails with the reason, nothing copied or shared.
     Reject {
@@ -153,6 +156,9 @@ enum Command {
         reason: String,
         #[arg(long, default_value = "operator")]
         by: String,
+        /// Print one JSON object instead of the readable line.
+        #[arg(long)]
+        json: bool,
     },
     /// Withdraw a published AMI: in every region its bake published to, deprecate it (and with
     /// --disable disable it), remove its launch and snapshot permissions, point the pipeline's
@@ -585,13 +591,19 @@ async fn main() -> ExitCode {
             })
             .await
         }
-        Command::Approve { execution, table, by } => approval::answer(&execution, &table, None, &by).await,
+        Command::Approve {
+            execution,
+            table,
+            by,
+            json,
+        } => approval::answer(&execution, &table, None, &by, json).await,
         Command::Reject {
             execution,
             table,
             reason,
             by,
-        } => approval::answer(&execution, &table, Some(&reason), &by).await,
+            json,
+        } => approval::answer(&execution, &table, Some(&reason), &by, json).await,
         Command::Lineage {
             ami,
             table,

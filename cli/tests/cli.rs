@@ -49,6 +49,7 @@ fn classify_prints_one_json_object_with_an_action() {
             match v["action"].as_str() {
                 Some("bake") => assert!(v["trigger"]["origin"]["kind"].is_string(), "{file}: {v}"),
                 Some("ignore") => assert!(!v["reason"].as_str().unwrap_or_default().is_empty(), "{file}: {v}"),
+                Some("stale") => assert!(v["publish"].is_boolean(), "{file}: {v}"),
                 other => panic!("{file}: action {other:?}"),
             }
         }

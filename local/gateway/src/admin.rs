@@ -212,15 +212,6 @@ impl AdminClient {
         self.call("POST", "ec2/copies/complete", Value::Null).await.map(drop)
     }
 
-    /// Image deprecations (image id → DeprecateAt), which the gateway keeps for moto.
-    pub async fn deprecations(&self) -> Result<std::collections::HashMap<String, String>, AdminError> {
-        let v = self.call("GET", "deprecations", Value::Null).await?;
-        serde_json::from_value(v).map_err(|e| AdminError {
-            path: "deprecations".into(),
-            message: e.to_string(),
-        })
-    }
-
     /// Every IAM decision so far: `{principal, role, function, service, action, resource,
     /// becauseOf, allowed, decision}`, in order.
     pub async fn authorizations(&self) -> Result<Vec<Value>, AdminError> {

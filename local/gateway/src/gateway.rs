@@ -1296,10 +1296,6 @@ impl Gateway {
         let bad = |m: &str| json_response(400, &json!({"error": m}));
         match (method.as_str(), path) {
             ("GET", "health") => ok(),
-            ("GET", "deprecations") => json_response(
-                200,
-                &json!(self.deprecations.lock().map(|d| d.all_shown()).unwrap_or_default()),
-            ),
             ("GET", "throttles") => {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
                 let rows: Vec<Value> = t

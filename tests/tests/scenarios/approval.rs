@@ -64,10 +64,21 @@ async fn an_approved_bake_publishes() {
     asked(&aws, &world, &execution_arn).await;
     let out = tests::bakery(
         &aws,
-        &["approve", &execution_arn, "--table", &table(&aws), "--by", "alice"],
+        &[
+            "approve",
+            &execution_arn,
+            "--table",
+            &table(&aws),
+            "--by",
+            "alice",
+            "--json",
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["answer"], "approved", "{said}");
+    assert_eq!(said["executionArn"], execution_arn.as_str());
     let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
         .await
         .unwrap();

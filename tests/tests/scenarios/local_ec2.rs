@@ -299,23 +299,3 @@ async fn a_disabled_image_shows_its_state_only_when_asked_for_and_loses_its_laun
     let theirs = described(them.describe_images().executable_users("self")).await;
     assert!(find(&theirs, &ami).is_none(), "{theirs:?}");
 }
-
-#[tokio::test]
-async fn a_deregistered_image_loses_its_deprecation() {
-    let aws = local_aws().await;
-    let ec2 = ours(&aws, &aws.region).await;
-    let ami = world::register_ami(&aws, "web-2026.12.1").await.unwrap();
-    let kept = world::register_ami(&aws, "web-2026.12.2").await.unwrap();
-    let soon = DateTime::from_secs(now_secs() + 3600);
-    deprecate(&ec2, &ami, soon).await.unwrap();
-    deprecate(&ec2, &kept, soon).await.unwrap();
-
-    ec2.deregister_image().image_id(&ami).send().await.unwrap();
-    let refused = deprecate(&ec2, &ami, soon).await.unwrap_err();
-    assert_eq!(refused.0, "InvalidAMIID.NotFound", "{refused:?}");
-    // EC2 shows nothing of a deregistered image, so the gateway's own list is the only witness
-    // that the deprecation went with it.
-    let kept_by_gateway = aws.admin().deprecations().await.unwrap();
-    assert!(!kept_by_gateway.contains_key(&ami), "{kept_by_gateway:?}");
-    assert!(kept_by_gateway.contains_key(&kept), "{kept_by_gateway:?}");
-}

@@ -706,10 +706,21 @@ async fn a_deprecated_or_disabled_release_of_a_trusted_owner_starts_nothing() {
         ec2.enable_image_deprecation().image_id(image).deprecate_at(at).send()
     };
 
-    // Deprecated from a moment from now (EC2 refuses a time already past), then announced.
+    // Deprecated from a moment from now (EC2 refuses a time already past, and rounds it to the
+    // nearest minute: early in a minute, that is the minute begun), then announced.
     let deprecated = world::register_ami(&aws, "soe-al2023-2026.11.2").await.unwrap();
+    loop {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60;
+        if second < 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     deprecate(deprecated.clone(), in_secs(2)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(3200)).await;
     let described = ec2.describe_images().image_ids(&deprecated).send().await.unwrap();
     assert!(
         described.images()[0].deprecation_time().is_some(),
