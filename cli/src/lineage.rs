@@ -150,7 +150,7 @@ pub async fn run(image_id: &str, table: &str, as_json: bool, mermaid: bool) -> O
 }
 
 async fn walk(image_id: &str, table: &str) -> Result<Value, String> {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ledger = Ledger {
         ddb: aws_sdk_dynamodb::Client::new(&sdk),
         table: table.to_owned(),
