@@ -51,13 +51,12 @@ static TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    // No ALPN offered (hyper-rustls sets it from the enabled HTTP versions): HTTP/1.1.
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("rustls's own provider supports its default protocol versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tls
+        .with_no_client_auth()
 });
 
 /// One connector (and so one connection pool) per timeout setting, as the SDK's client keeps.
@@ -262,6 +261,7 @@ mod tests {
     use aws_sdk_ssm::config::retry::RetryConfig;
     use aws_sdk_ssm::config::timeout::TimeoutConfig;
     use aws_sdk_ssm::config::{Credentials, Region};
+    use aws_smithy_runtime_api::client::result::SdkError;
     use http_body_util::Full;
     use hyper::body::Bytes;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -309,6 +309,13 @@ mod tests {
         aws_sdk_ssm::Client::from_conf(config)
     }
 
+    fn dispatch_failure<E, R>(err: &SdkError<E, R>) -> Option<&ConnectorError> {
+        match err {
+            SdkError::DispatchFailure(failure) => failure.as_connector_error(),
+            _ => None,
+        }
+    }
+
     #[tokio::test]
     async fn plain_http_with_one_pooled_connection() {
         let (url, accepted) = endpoint(true).await;
@@ -329,7 +336,7 @@ mod tests {
                 .build(),
         );
         let err = ssm.describe_parameters().send().await.unwrap_err();
-        let connector = err.as_dispatch_failure().and_then(|f| f.as_connector_error());
+        let connector = dispatch_failure(&err);
         assert!(connector.is_some_and(ConnectorError::is_timeout), "{err:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
@@ -341,14 +348,17 @@ mod tests {
         drop(closed);
         let ssm = ssm(&url, TimeoutConfig::builder().build());
         let err = ssm.describe_parameters().send().await.unwrap_err();
-        let connector = err.as_dispatch_failure().and_then(|f| f.as_connector_error());
+        let connector = dispatch_failure(&err);
         assert!(connector.is_some_and(ConnectorError::is_io), "{err:?}");
     }
 
     #[test]
     fn the_roots_are_built_in() {
         assert!(webpki_roots::TLS_SERVER_ROOTS.len() > 100);
-        assert_eq!(TLS.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(
+            TLS.alpn_protocols.is_empty(),
+            "hyper-rustls refuses a configuration with ALPN set"
+        );
     }
 
     #[test]
