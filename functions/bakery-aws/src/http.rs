@@ -59,15 +59,18 @@ static TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
         .with_no_client_auth()
 });
 
+/// A connector's connect and read timeouts.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
 /// One connector (and so one connection pool) per timeout setting, as the SDK's client keeps.
 #[derive(Debug, Default)]
 struct Https {
-    connectors: Mutex<HashMap<(Option<Duration>, Option<Duration>), SharedHttpConnector>>,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
 
 impl HttpClient for Https {
     fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
-        let key = (settings.connect_timeout(), settings.read_timeout());
+        let key: Timeouts = (settings.connect_timeout(), settings.read_timeout());
         let mut connectors = self.connectors.lock().unwrap_or_else(PoisonError::into_inner);
         connectors
             .entry(key)
