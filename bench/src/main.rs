@@ -186,30 +186,12 @@ fn al2023_certs(scratch: &Path) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// A store of one root (the bundle's first): what loading costs when there is next to nothing to load.
-fn one_certificate(scratch: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let dir = scratch.join("bench-one-cert");
-    std::fs::create_dir_all(&dir)?;
-    let bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt")?;
-    let end = "-----END CERTIFICATE-----";
-    let first = bundle
-        .find(end)
-        .map(|i| &bundle[..i + end.len()])
-        .ok_or("an empty bundle")?;
-    let file = dir.join("one.crt");
-    std::fs::write(&file, format!("{first}\n"))?;
-    Ok((file, dir))
-}
-
 /// Binaries built with the previous release profile, to compare in the same run (BENCH_BASELINE).
 fn baseline_dir() -> Option<PathBuf> {
     std::env::var_os("BENCH_BASELINE")
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
 }
-
-/// A certificate store: (SSL_CERT_FILE, SSL_CERT_DIR).
-type CertStore = (PathBuf, PathBuf);
 
 fn lambda_env(name: &str, memory_mb: u64, endpoint: &str, home: &Path) -> BTreeMap<String, String> {
     [
@@ -276,44 +258,25 @@ fn cold_starts(
             e
         },
     });
-    // Where a function's start-up goes: the bare function plus the SDK's set-up alone.
-    let one_cert = one_certificate(scratch)?;
-    let sdk_rows: [(&str, &str, Option<CertStore>); 4] = [
+    // Where a function's start-up goes: the bare function plus the SDK's set-up alone, with the
+    // functions' configuration (bench-sdk) and with one built from Lambda's environment alone
+    // (bench-sdk-env); both send through bakery_aws::http. The AL2023 store, as the functions get.
+    let sdk_rows = [
+        ("bench-sdk", "bakery_aws::sdk_config", "config"),
         (
-            "load_defaults, AL2023 bundle",
-            "config",
-            Some((certs.join("ca-bundle.crt"), certs.clone())),
-        ),
-        ("load_defaults, /etc/ssl/certs", "config", None),
-        ("load_defaults, a one-certificate bundle", "config", Some(one_cert)),
-        (
-            "load_defaults + SSM, DynamoDB, SFN clients, AL2023 bundle",
+            "bench-sdk",
+            "bakery_aws::sdk_config + SSM, DynamoDB, SFN clients",
             "clients",
-            Some((certs.join("ca-bundle.crt"), certs.clone())),
+        ),
+        ("bench-sdk-env", "env-only config", "config"),
+        (
+            "bench-sdk-env",
+            "env-only config + SSM, DynamoDB, SFN clients",
+            "clients",
         ),
     ];
-    for (label, variant, store) in sdk_rows {
-        let mut env = lambda_env("bench-sdk", 256, &endpoint_url, &home);
-        env.insert("BENCH_SDK".into(), variant.into());
-        if let Some((file, dir)) = store {
-            env.insert("SSL_CERT_FILE".into(), file.display().to_string());
-            env.insert("SSL_CERT_DIR".into(), dir.display().to_string());
-        }
-        subjects.push(Subject {
-            name: format!("bare + {label}"),
-            group: "sdk",
-            function: label.into(),
-            program: release.join("bench-sdk"),
-            args: vec![],
-            cwd: None,
-            env,
-        });
-    }
-    for (label, variant) in [
-        ("env-only config", "config"),
-        ("env-only config + SSM, DynamoDB, SFN clients", "clients"),
-    ] {
-        let mut env = lambda_env("bench-sdk-env", 256, &endpoint_url, &home);
+    for (binary, label, variant) in sdk_rows {
+        let mut env = lambda_env(binary, 256, &endpoint_url, &home);
         env.insert("BENCH_SDK".into(), variant.into());
         env.insert(
             "SSL_CERT_FILE".into(),
@@ -321,10 +284,10 @@ fn cold_starts(
         );
         env.insert("SSL_CERT_DIR".into(), certs.display().to_string());
         subjects.push(Subject {
-            name: format!("bare + {label}, AL2023 bundle (bench-sdk-env)"),
+            name: format!("bare + {label} ({binary})"),
             group: "sdk",
             function: label.into(),
-            program: release.join("bench-sdk-env"),
+            program: release.join(binary),
             args: vec![],
             cwd: None,
             env,
@@ -503,8 +466,9 @@ fn cold_starts(
     writeln!(
         s,
         "bench-sdk (bench/bare/src/sdk.rs) is the bare function plus what every function does before it asks for \
-         work: `aws_config::load_defaults` (bakery_aws::sdk_config), then optionally the trigger's three clients; \
-         the certificate store varied.\n"
+         work: `bakery_aws::sdk_config` (the SDK's defaults, sending through bakery_aws::http), then optionally the \
+         trigger's three clients. bench-sdk-env (bench/bare/src/sdk_env.rs) builds the configuration from Lambda's \
+         environment alone (region, environment credentials, endpoint), with the same HTTP client.\n"
     )?;
     writeln!(
         s,
@@ -527,14 +491,14 @@ fn cold_starts(
     writeln!(s, "\n### Certificates read before the first request\n")?;
     writeln!(
         s,
-        "The SDK's default HTTPS client (aws-smithy-http-client, rustls) loads the platform roots with \
-         rustls-native-certs when `aws_config::load_defaults` builds it, before any request. Without `SSL_CERT_FILE` / \
-         `SSL_CERT_DIR` it asks openssl-probe, which on Debian finds the bundle /etc/ssl/certs/ca-certificates.crt **and** \
-         the directory /etc/ssl/certs; rustls-native-certs then reads the bundle and every file of the directory \
-         (skipping links to a file already read), parsing each certificate twice. Lambda's provided.al2023 has no \
-         per-certificate files there: /etc/ssl/certs links to /etc/pki/tls/certs, which holds ca-bundle.crt and \
-         ca-bundle.trust.crt. The \"AL2023 bundle\" column reproduces that layout with this machine's roots \
-         (`SSL_CERT_FILE`/`SSL_CERT_DIR` pointed at a copy): it is the faithful one, and the one the ratios use.\n"
+        "The functions send through bakery_aws::http, whose trust anchors are Mozilla's roots compiled in \
+         (webpki-roots): no certificate store is read or parsed before the first request, whatever the platform's \
+         layout. The SDK's default HTTPS client, which the functions used before, loads the platform's roots with \
+         rustls-native-certs when the first client is built: on Debian, without `SSL_CERT_FILE` / `SSL_CERT_DIR`, the \
+         bundle /etc/ssl/certs/ca-certificates.crt **and** every file of /etc/ssl/certs, each certificate parsed \
+         twice; on Lambda's provided.al2023 the two bundles of /etc/pki/tls/certs. The \"AL2023 bundle\" column of \
+         section 1 points `SSL_CERT_FILE`/`SSL_CERT_DIR` at a copy of that layout, the /etc/ssl/certs column leaves \
+         them unset; the ratios use the first. strace counts what each start touches:\n"
     )?;
     writeln!(
         s,
@@ -580,7 +544,7 @@ fn sizes(release: &Path, scratch: &Path, names: &[String]) -> Result<String, Err
         let (unzipped, zipped) = measure_size(&release.join(n), &scratch.join("zip").join(n))?;
         let label = match n.as_str() {
             "bench-bare" => "*bare lambda_runtime (floor)*".to_owned(),
-            "bench-sdk" => "*bench-sdk: bare + load_defaults + 3 clients*".to_owned(),
+            "bench-sdk" => "*bench-sdk: bare + bakery_aws::sdk_config + 3 clients*".to_owned(),
             "bench-sdk-env" => "*bench-sdk-env: bare + env-only config + 3 clients*".to_owned(),
             _ => n.clone(),
         };

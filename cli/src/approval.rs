@@ -32,7 +32,7 @@ pub async fn answer(execution_arn: &str, table: &str, rejection: Option<&str>, b
 }
 
 async fn run(execution_arn: &str, table: &str, rejection: Option<&str>, by: &str) -> Result<String, String> {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let key = [

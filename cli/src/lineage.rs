@@ -81,7 +81,7 @@ pub async fn run(image_id: &str, table: &str, as_json: bool, mermaid: bool) -> O
 }
 
 async fn walk(image_id: &str, table: &str) -> Result<Value, String> {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ledger = Ledger::new(&sdk, table);
     let Some(row) = ledger.lineage(image_id).await? else {
         return Err(format!(

@@ -18,6 +18,14 @@ use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+/// The SDK configuration of an operator's command: the SDK's default chain (environment,
+/// profiles, assumed roles, web identity, containers, IMDS) and its default HTTPS client, which
+/// trusts the platform's roots and `SSL_CERT_FILE` / `SSL_CERT_DIR` (a proxy's own CA, say).
+/// The functions use `bakery_aws::sdk_config`, whose roots are built in.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
 const POLICY_SCHEMA: &str = include_str!("../../schema/bake-policy.schema.json");
 
 #[derive(Parser)]

@@ -38,7 +38,7 @@ async fn pipeline_arn(ssm: &aws_sdk_ssm::Client, prefix: &str, pipeline: &str) -
 /// Hands the trigger a "Bake Requested" event, as the stack's rule would (the trigger function
 /// is given, as for `bakery replay`); with `wait`, follows the execution to its end.
 pub async fn bake(b: Bake<'_>) -> Outcome {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let arn = match pipeline_arn(&ssm, b.policy_prefix, b.pipeline).await {
         Ok(a) => a,
@@ -183,7 +183,7 @@ fn amis(output: &Value) -> Value {
 /// The bake state machine's running and recent executions (of one pipeline, by its execution
 /// names), newest first, each with its step timeline.
 pub async fn status(state_machine: &str, pipeline: Option<&str>, max: usize, as_json: bool) -> Outcome {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let mut executions = Vec::new();
     let mut token = None;

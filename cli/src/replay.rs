@@ -6,7 +6,7 @@ use aws_sdk_lambda::primitives::Blob;
 use std::fmt::Write as _;
 
 pub async fn run(queue_url: &str, function: &str, max: usize) -> crate::Outcome {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     let mut out = crate::Outcome {

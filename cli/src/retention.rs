@@ -15,7 +15,7 @@ pub async fn run(apply: bool, pipeline: Option<&str>, policy_prefix: &str, as_js
         out: String::new(),
         problems: Vec::new(),
     };
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let (policies, invalid) = match bakery_aws::policies(&ssm, policy_prefix).await {
         Ok(p) => p,

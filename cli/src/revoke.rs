@@ -89,7 +89,7 @@ async fn revoke(r: &Revoke<'_>) -> Result<(Revocation, String, Vec<String>), Str
     if r.reason.trim().is_empty() {
         return Err("--reason must say why".into());
     }
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let ledger = Ledger::new(&sdk, r.table);
     let row = ledger.lineage(r.ami).await?.ok_or_else(|| {
         format!(

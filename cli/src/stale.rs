@@ -32,7 +32,7 @@ pub async fn run(function: &str, as_json: bool) -> Outcome {
 }
 
 async fn report(function: &str) -> Result<Value, String> {
-    let sdk = bakery_aws::sdk_config().await;
+    let sdk = crate::sdk_config().await;
     let region = sdk
         .region()
         .map(|r| r.to_string())

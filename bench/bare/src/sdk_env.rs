@@ -1,8 +1,9 @@
 //! What bench-sdk does with the configuration built from Lambda's environment alone, without
-//! aws_config::load_defaults (no profile files, no credential chain, no STS or IMDS clients):
-//! region, credentials and endpoint from the variables Lambda (or the local AWS) sets. A
-//! prototype for the functions' bakery_aws::sdk_config, measured by `make bench`. BENCH_SDK:
-//! `config` or `clients` (the trigger's three clients), as for bench-sdk.
+//! aws_config's defaults (no profile files, no credential chain, no STS or IMDS clients):
+//! region, credentials and endpoint from the variables Lambda (or the local AWS) sets, and the
+//! same HTTP client (bakery_aws::http). How much of bakery_aws::sdk_config's start-up the
+//! defaults are, measured by `make bench`. BENCH_SDK: `config` or `clients` (the trigger's
+//! three clients), as for bench-sdk.
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -13,6 +14,7 @@ fn sdk_config() -> SdkConfig {
     let mut b = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(std::env::var("AWS_REGION").ok().map(Region::new))
+        .http_client(bakery_aws::http::client())
         .credentials_provider(SharedCredentialsProvider::new(
             EnvironmentVariableCredentialsProvider::new(),
         ));

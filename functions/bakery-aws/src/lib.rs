@@ -2,6 +2,7 @@
 //! and credentials from the environment, nothing local in the code), errors classified into the
 //! stable `errorType` names the state machine's Retry and Catch match on, and policy loading.
 
+pub mod http;
 pub mod imagebuilder;
 pub mod images;
 pub mod metrics;
@@ -105,9 +106,14 @@ pub async fn policies(
     Ok((valid, invalid))
 }
 
-/// The SDK configuration for this function, once per cold start.
+/// The SDK configuration for this function, once per cold start: the SDK's defaults (region,
+/// credential chain, endpoint, retry and timeout settings from the environment), sending
+/// through [`http::client`].
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http::client())
+        .load()
+        .await
 }
 
 /// The same configuration in another region (copies, shares and parameters are regional).
