@@ -10,9 +10,7 @@
 use crate::ledger::{s, Ledger, Row};
 use crate::Outcome;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ec2::types::{
-    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, SnapshotAttributeName, Tag,
-};
+use aws_sdk_ec2::types::{ImageAttributeName, OperationType, SnapshotAttributeName, Tag};
 use aws_sdk_lambda::primitives::Blob;
 use bakery_aws::{in_region, send, BakeError};
 use bakery_core::ids::{AmiId, Region};
@@ -131,8 +129,7 @@ async fn revoke(r: &Revoke<'_>) -> Result<(Revocation, String, Vec<String>), Str
         .collect();
     let now = chrono::Utc::now();
     let revoked_at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    // EC2 takes no deprecation time in the past, and rounds to the minute: the next one.
-    let deprecate_at = (now.timestamp() / 60 + 1) * 60;
+    let deprecate_at = bakery_aws::images::deprecate_at(now).timestamp();
     let mut problems = Vec::new();
     let mut parameters = Vec::new();
 
@@ -280,20 +277,10 @@ async fn withdraw(
         .send()
         .await
         .map_err(|e| aws_error("DescribeImageAttribute", e))?;
-    let granted: Vec<LaunchPermission> = launch.launch_permissions().to_vec();
-    if !granted.is_empty() {
-        let change = LaunchPermissionModifications::builder()
-            .set_remove(Some(granted))
-            .build();
-        send("ModifyImageAttribute", || {
-            ec2.modify_image_attribute()
-                .image_id(image_id.as_str())
-                .launch_permission(change.clone())
-                .send()
-        })
+    let granted = launch.launch_permissions().to_vec();
+    bakery_aws::images::change_launch_permissions(ec2, image_id.as_str(), granted, OperationType::Remove)
         .await
         .map_err(|e| e.to_string())?;
-    }
     for snapshot in &snapshots {
         let perms = ec2
             .describe_snapshot_attribute()

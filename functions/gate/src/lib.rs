@@ -13,7 +13,7 @@ use bakery_core::ids::{AmiId, Region};
 use bakery_core::imagebuilder::ImageBuilderDate;
 use bakery_core::policy::{Gate, Quarantine, Severity};
 use bakery_core::steps::{AmiLineage, BakedImage, BuildOutcome, Findings, GateRequest, GateResult};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// Clients built once per cold start. EC2 is called in the region of each AMI.
@@ -255,13 +255,6 @@ pub fn quarantine_tags(bake_id: &str, execution_arn: &str, reasons: &[String]) -
     .collect()
 }
 
-/// EnableImageDeprecation refuses a time in the past and rounds seconds to the nearest minute:
-/// a whole minute, one to two minutes ahead, is the soonest that is always valid.
-fn deprecate_at(now: DateTime<Utc>) -> DateTime<Utc> {
-    let at = now + TimeDelta::minutes(2);
-    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
-}
-
 /// `dateCreated` as GetImage gives it (ISO 8601) or as Image Builder's notice writes it,
 /// normalized; `now` when absent or unreadable.
 fn build_date(date_created: Option<&str>, now: DateTime<Utc>) -> String {
@@ -337,7 +330,8 @@ async fn quarantine(
             })
             .await
             .map(drop)?;
-            let at = aws_sdk_ec2::primitives::DateTime::from_secs(deprecate_at(Utc::now()).timestamp());
+            let at =
+                aws_sdk_ec2::primitives::DateTime::from_secs(bakery_aws::images::deprecate_at(Utc::now()).timestamp());
             send("EnableImageDeprecation", || {
                 ec2.enable_image_deprecation()
                     .image_id(image_id.as_str())
@@ -479,16 +473,6 @@ mod tests {
         assert_eq!(tags[1].1.chars().count(), 256);
         assert_eq!(tags[2], ("bakery:bake-id".into(), "web-1".into()));
         assert_eq!(tags[3].1, "arn:aws:states:us-east-1:1:execution:bakery-bake:web-1");
-    }
-
-    #[test]
-    fn deprecation_is_a_whole_minute_soon() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 59).unwrap();
-        let at = deprecate_at(now);
-        assert_eq!(at, Utc.with_ymd_and_hms(2026, 11, 26, 16, 2, 0).unwrap());
-        let now = Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap();
-        assert_eq!(deprecate_at(now), Utc.with_ymd_and_hms(2026, 11, 26, 16, 2, 0).unwrap());
-        assert!(deprecate_at(now) - now >= TimeDelta::minutes(1));
     }
 
     #[test]

@@ -5,8 +5,7 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{
-    Filter, ImageState, LaunchPermission, LaunchPermissionModifications, OperationType, ResourceType,
-    SnapshotAttributeName, Tag, TagSpecification,
+    Filter, ImageState, LaunchPermission, OperationType, ResourceType, SnapshotAttributeName, Tag, TagSpecification,
 };
 use aws_sdk_ssm::types::ParameterType;
 use bakery_aws::{in_region, send, BakeError};
@@ -266,23 +265,7 @@ async fn share(
     with: &ShareWith,
     op: OperationType,
 ) -> Result<(), BakeError> {
-    let permissions = launch_permissions(with);
-    if !permissions.is_empty() {
-        let builder = LaunchPermissionModifications::builder();
-        let change = match op {
-            OperationType::Remove => builder.set_remove(Some(permissions)),
-            _ => builder.set_add(Some(permissions)),
-        }
-        .build();
-        send("ModifyImageAttribute", || {
-            ec2.modify_image_attribute()
-                .image_id(image_id.as_str())
-                .launch_permission(change.clone())
-                .send()
-        })
-        .await
-        .map(drop)?;
-    }
+    bakery_aws::images::change_launch_permissions(ec2, image_id.as_str(), launch_permissions(with), op.clone()).await?;
     let accounts = snapshot_user_ids(with);
     if accounts.is_empty() {
         return Ok(());
