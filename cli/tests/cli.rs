@@ -444,6 +444,68 @@ fn local_up_demo_seeds_a_world_to_try_the_commands_by_hand() {
         env["BAKERY_SOE_BASE_AMI"].as_str(),
         "{doc}"
     );
+
+    // An operator's profile with credential_process (as SSO helpers and aws-vault use), and no
+    // keys in the environment: the command signs with what the process printed. A process that
+    // prints a key the local AWS does not know makes the same command fail.
+    let dir = std::env::temp_dir().join(format!("bakery-cli-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let process = |name: &str, key: &str| {
+        let script = dir.join(name);
+        let doc = serde_json::json!({
+            "Version": 1,
+            "AccessKeyId": key,
+            "SecretAccessKey": env["AWS_SECRET_ACCESS_KEY"],
+        });
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ntouch \"$0.ran\"\ncat <<'EOF'\n{doc}\nEOF\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        script
+    };
+    let (good, bad) = (
+        process("good", &env["AWS_ACCESS_KEY_ID"]),
+        process("bad", "AKIAUNKNOWNOPERATOR1"),
+    );
+    let config = dir.join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile ops]\ncredential_process = {}\n[profile stranger]\ncredential_process = {}\n",
+            good.display(),
+            bad.display()
+        ),
+    )
+    .unwrap();
+    let as_profile = |profile: &str, ami: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bakery"))
+            .args(["lineage", ami, "--table", &env["BAKERY_LEDGER_TABLE"], "--json"])
+            .envs(&env)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+            .env("AWS_PROFILE", profile)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let ami = baked["amis"][0]["imageId"].as_str().unwrap_or_default();
+    let out = as_profile("ops", ami);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), doc);
+    assert!(dir.join("good.ran").exists(), "the profile's credential_process ran");
+    let out = as_profile("stranger", ami);
+    assert!(
+        !out.status.success(),
+        "an unknown key is refused: {}",
+        text(&out.stdout)
+    );
+    assert!(dir.join("bad.ran").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
     let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
     assert!(child.wait().unwrap().success(), "a clean stop exits 0");
