@@ -6,7 +6,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := classify classify_wrapped policy
 
-.PHONY: test demo fuzz lint unit tools package package-check iam-report bench
+.PHONY: test demo fuzz lint unit tools package package-check iam-report bench startup-order
 
 ## make test: formatting, lints, every test in the workspace, then the packaged functions.
 test: lint unit package-check
@@ -74,3 +74,15 @@ fuzz:
 # a warm target/), written to BENCHMARKS.md. Not part of `make test`: benchmarks assert nothing.
 bench:
 	CARGO=$(CARGO) BENCH_COMMAND="make bench" bash bench/run.sh
+
+## make startup-order: rewrites functions/startup.ld, the start-up code every release build of a
+# function puts first (functions/startup-link.rs). Each function's unstripped release build, linked
+# without the script (valgrind cannot see into its section), runs under valgrind's callgrind until
+# it asks for its first event; needs valgrind, nm and readelf.
+# Run it when start-up changes (new clients, SDK upgrades); `make bench` shows what it gains.
+FUNCTIONS := trigger start-build build-watch build-events announce gate publish-region
+startup-order:
+	BAKERY_STARTUP_ORDER=off CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(CURDIR)/target/startup-order \
+	  $(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS)) -p bench-bare
+	$(CARGO) build --locked -p bench
+	./target/debug/bench startup-order target/startup-order/release

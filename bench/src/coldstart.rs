@@ -34,6 +34,12 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// Starts `s` once against a fresh Runtime API port; returns when it asked for work.
 pub fn run_once(s: &Subject, scratch: &Path) -> Result<Sample, String> {
+    run_until_ready(s, scratch, libc::SIGKILL)
+}
+
+/// [`run_once`], ending the program with `stop` once it asked for work, and waiting for it to
+/// exit (SIGTERM lets a tracer wrapped around it write what it recorded).
+pub fn run_until_ready(s: &Subject, scratch: &Path, stop: libc::c_int) -> Result<Sample, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let api = listener.local_addr().map_err(|e| e.to_string())?;
     let log_path = scratch.join(format!("{}.stderr", s.name.replace(['/', ' '], "_")));
@@ -49,6 +55,9 @@ pub fn run_once(s: &Subject, scratch: &Path) -> Result<Sample, String> {
     if let Some(dir) = &s.cwd {
         cmd.current_dir(dir);
     }
+    // The whole executable in the page cache first, whatever reclaimed it since the last run: the
+    // kernel maps code around a fault only from cached pages, so peak RSS depends on it.
+    let _ = std::fs::read(&s.program);
     let started = Instant::now();
     let child = cmd.spawn().map_err(|e| format!("{}: {e}", s.program.display()))?;
     let pid = child.id() as libc::pid_t;
@@ -62,7 +71,7 @@ pub fn run_once(s: &Subject, scratch: &Path) -> Result<Sample, String> {
     let hwm = vm_hwm_kb(pid);
     // SAFETY: kill(2) on the pid this function started and has not reaped yet.
     unsafe {
-        libc::kill(pid, libc::SIGKILL);
+        libc::kill(pid, stop);
     }
     let usage = reap(pid);
     match outcome {

@@ -13,10 +13,14 @@
 //! BENCH_UNITS (build lengths in units of one second, "1,10,100"), BENCH_SECTIONS
 //! ("cold,size,growth,overhead,fanout"), BENCH_OUT (BENCHMARKS.md), BENCH_COMMAND (the command
 //! line to print), BENCH_BINARIES (target/release), BENCH_BASELINE (a directory of the same
-//! binaries built with another profile, compared in the same run).
+//! binaries built another way, compared in the same run) and BENCH_BASELINE_LABEL (how they were
+//! built, "previous release profile").
+//!
+//! `bench startup-order DIR` (`make startup-order`) writes functions/startup.ld instead.
 
 mod bakes;
 mod coldstart;
+mod startup_order;
 
 use coldstart::{summary, Subject};
 use gateway::template::{Names, Template};
@@ -61,6 +65,19 @@ async fn main() -> Result<(), Error> {
     let want = |s: &str| sections.split(',').any(|x| x == s);
     let out_path = repo.join(std::env::var("BENCH_OUT").unwrap_or_else(|_| "BENCHMARKS.md".into()));
     let started = Instant::now();
+    // `bench startup-order DIR`: functions/startup.ld from the unstripped release binaries in DIR.
+    if std::env::args().nth(1).as_deref() == Some("startup-order") {
+        let dir = std::env::args()
+            .nth(2)
+            .map(PathBuf::from)
+            .ok_or("usage: bench startup-order DIR")?;
+        let specs = function_specs(&repo).await?;
+        return startup_order::write(
+            &startup_subjects(&dir, &scratch, &specs)?,
+            &scratch,
+            &repo.join("functions/startup.ld"),
+        );
+    }
 
     let mut doc = String::new();
     writeln!(doc, "# Benchmarks\n")?;
@@ -186,11 +203,17 @@ fn al2023_certs(scratch: &Path) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Binaries built with the previous release profile, to compare in the same run (BENCH_BASELINE).
+/// Binaries built another way (the previous release profile, say), to compare in the same run
+/// (BENCH_BASELINE).
 fn baseline_dir() -> Option<PathBuf> {
     std::env::var_os("BENCH_BASELINE")
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
+}
+
+/// How the BENCH_BASELINE binaries were built, as the report names them (BENCH_BASELINE_LABEL).
+fn baseline_label() -> String {
+    std::env::var("BENCH_BASELINE_LABEL").unwrap_or_else(|_| "previous release profile".into())
 }
 
 fn lambda_env(name: &str, memory_mb: u64, endpoint: &str, home: &Path) -> BTreeMap<String, String> {
@@ -217,6 +240,43 @@ fn lambda_env(name: &str, memory_mb: u64, endpoint: &str, home: &Path) -> BTreeM
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// Every function as Lambda starts it, and the bare floor, from the binaries in `dir`; their AWS
+/// endpoint a port that accepts nothing.
+fn startup_subjects(dir: &Path, scratch: &Path, specs: &[gateway::template::Function]) -> Result<Vec<Subject>, Error> {
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint_url = format!("http://{}", endpoint.local_addr()?);
+    // Kept bound (and never accepted) for the whole run: leaked, as the run is the process.
+    std::mem::forget(endpoint);
+    let home = scratch.join("home");
+    std::fs::create_dir_all(&home)?;
+    let mut subjects: Vec<Subject> = specs
+        .iter()
+        .map(|f| {
+            let mut env = lambda_env(&f.name, f.memory_mb, &endpoint_url, &home);
+            env.extend(f.environment.clone());
+            Subject {
+                name: f.binary.clone(),
+                group: "rust",
+                function: f.binary.clone(),
+                program: dir.join(&f.binary),
+                args: vec![],
+                cwd: None,
+                env,
+            }
+        })
+        .collect();
+    subjects.push(Subject {
+        name: "bench-bare".into(),
+        group: "floor",
+        function: String::new(),
+        program: dir.join("bench-bare"),
+        args: vec![],
+        cwd: None,
+        env: lambda_env("bench-bare", 256, &endpoint_url, &home),
+    });
+    Ok(subjects)
 }
 
 fn cold_starts(
@@ -327,7 +387,7 @@ fn cold_starts(
         });
         if let Some(dir) = baseline_dir() {
             subjects.push(Subject {
-                name: format!("{} (previous release profile, AL2023 bundle)", f.binary),
+                name: format!("{} ({}, AL2023 bundle)", f.binary, baseline_label()),
                 group: "before",
                 function: f.binary.clone(),
                 program: dir.join(&f.binary),
@@ -441,11 +501,15 @@ fn cold_starts(
     )?;
 
     if baseline_dir().is_some() {
+        let label = baseline_label();
         writeln!(
             s,
-            "\nThe same functions built with the previous release profile (BENCH_BASELINE), in the same rounds:\n"
+            "\nThe same functions built with the {label} (BENCH_BASELINE), in the same rounds:\n"
         )?;
-        writeln!(s, "| function | ready ms, previous profile | ready ms, this profile | peak RSS MB, previous | peak RSS MB, this |\n|---|---|---|---|---|")?;
+        writeln!(
+            s,
+            "| function | ready ms, {label} | ready ms, as built | peak RSS MB, {label} | peak RSS MB, as built |\n|---|---|---|---|---|"
+        )?;
         for f in specs {
             let (Some(b), Some(r)) = (idx("before", &f.binary), idx("rust", &f.binary)) else {
                 continue;
@@ -525,14 +589,17 @@ fn sizes(release: &Path, scratch: &Path, names: &[String]) -> Result<String, Err
         s,
         "target/release/<function> as built (the profile strips it), copied as `bootstrap`, run through `strip` \
          again (no change expected), and zipped (deflate, level 9) as `sam build` / cargo-lambda zip it. Target: \
-         at most 8 MB unzipped (1 MB = 10^6 bytes here). The last two columns are the same binaries built with \
-         the previous release profile (BENCH_BASELINE), where given.\n"
+         at most 8 MB unzipped (1 MB = 10^6 bytes here). \"Start-up code first\" is the size of the section \
+         functions/startup.ld gathers the code a function runs before its first request for work in, at the \
+         front of the executable (`make startup-order`). The last two columns are the same binaries built with \
+         the {} (BENCH_BASELINE), where given.\n",
+        baseline_label()
     )?;
     writeln!(
         s,
-        "| bootstrap | stripped MB | zipped MB | ≤ 8 MB | previous profile: stripped MB | zipped MB |"
+        "| bootstrap | stripped MB | zipped MB | ≤ 8 MB | start-up code first KB | baseline: stripped MB | zipped MB |"
     )?;
-    writeln!(s, "|---|---|---|---|---|---|")?;
+    writeln!(s, "|---|---|---|---|---|---|---|")?;
     let mut all: Vec<String> = names.to_vec();
     all.extend(["bench-bare", "bench-sdk", "bench-sdk-env"].map(String::from));
     for n in &all {
@@ -548,9 +615,15 @@ fn sizes(release: &Path, scratch: &Path, names: &[String]) -> Result<String, Err
             "bench-sdk-env" => "*bench-sdk-env: bare + env-only config + 3 clients*".to_owned(),
             _ => n.clone(),
         };
+        let startup = startup_order::section_range(
+            &sh(&format!("readelf -SW {}", release.join(n).display())),
+            startup_order::SECTION,
+        )
+        .map(|(lo, hi)| format!("{:.0}", (hi - lo) as f64 / 1024.0))
+        .unwrap_or_else(|| "none".into());
         writeln!(
             s,
-            "| {label} | {unzipped:.2} | {zipped} | {} | {bu} | {bz} |",
+            "| {label} | {unzipped:.2} | {zipped} | {} | {startup} | {bu} | {bz} |",
             if unzipped <= 8.0 { "yes" } else { "no" }
         )?;
     }

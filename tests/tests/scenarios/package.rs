@@ -160,6 +160,25 @@ fn check_binary(path: &Path) -> u64 {
     meta.len()
 }
 
+/// The size of an ELF64 (little-endian) file's section by name, from its section headers.
+fn section_size(elf: &[u8], name: &str) -> Option<u64> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?) as usize);
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28)? as usize, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 24)? as usize;
+    (0..shnum).find_map(|i| {
+        let start = strtab + u32_at(header(i))?;
+        let end = start + elf.get(start..)?.iter().position(|&b| b == 0)?;
+        (elf.get(start..end)? == name.as_bytes()).then(|| u64_at(header(i) + 32))?
+    })
+}
+
+/// The section functions/startup.ld gathers each function's start-up code in (BENCHMARKS.md):
+/// there, and more than a few pages, in what `sam build` made.
+const STARTUP_SECTION: &str = ".text.bakery_startup";
+
 type Slot<T> = Arc<Mutex<Option<T>>>;
 
 /// A Lambda Runtime API for one invocation: `/next` hands out `event` once (a second `/next`,
@@ -281,6 +300,12 @@ async fn every_packaged_bootstrap_starts_and_answers() {
     assert!(!functions.is_empty(), "no function in {}", build_dir.display());
     for f in &functions {
         let size = check_binary(&f.bootstrap);
+        let startup = section_size(&std::fs::read(&f.bootstrap).expect("bootstrap reads"), STARTUP_SECTION);
+        assert!(
+            startup.is_some_and(|n| n >= 64 * 1024),
+            "{}: {STARTUP_SECTION} is {startup:?} bytes: not linked with functions/startup.ld",
+            f.logical_id
+        );
         let (event, expected) = expectation(&f.logical_id);
         let started = Instant::now();
         let sent = invoke(f, event).await;
@@ -294,9 +319,10 @@ async fn every_packaged_bootstrap_starts_and_answers() {
             _ => panic!("{}: expected {expected:?}, the function sent {sent:?}", f.logical_id),
         }
         println!(
-            "{:<24} {:>10} bytes  answered in {:>4} ms  {}",
+            "{:<24} {:>10} bytes ({:>7} of start-up code first)  answered in {:>4} ms  {}",
             f.logical_id,
             size,
+            startup.unwrap_or_default(),
             took.as_millis(),
             f.bootstrap.display()
         );
