@@ -5,6 +5,7 @@
 mod approval;
 mod demo;
 mod iam_report;
+mod invoke;
 mod ledger;
 mod lineage;
 mod ops;

@@ -2,8 +2,8 @@
 //! recent, against whatever AWS the environment names (the credential chain, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`).
 
+use crate::invoke::InvokeError;
 use crate::Outcome;
-use aws_sdk_lambda::primitives::Blob;
 use bakery_aws::BakeError;
 use bakery_core::ids::{pipeline_name, Arn};
 use serde_json::{json, Value};
@@ -63,30 +63,11 @@ pub async fn bake(b: Bake<'_>) -> Outcome {
         "resources": [],
         "detail": detail,
     });
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let invoked = lambda
-        .invoke()
-        .function_name(b.function)
-        .payload(Blob::new(event.to_string()))
-        .send()
-        .await;
-    let invoked = match invoked {
-        Ok(o) => o,
-        Err(e) => {
-            return Outcome::problem(format!(
-                "bake: Invoke {}: {}",
-                b.function,
-                aws_sdk_lambda::error::DisplayErrorContext(&e)
-            ))
-        }
+    let body = match crate::invoke::invoke(&aws_sdk_lambda::Client::new(&sdk), b.function, &event).await {
+        Ok(body) => body,
+        Err(e @ InvokeError::Call(_)) => return Outcome::problem(format!("bake: {e}")),
+        Err(e) => return Outcome::problem(format!("bake: the trigger failed {e}")),
     };
-    let body: Value = invoked
-        .payload()
-        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
-        .unwrap_or(Value::Null);
-    if let Some(error) = invoked.function_error() {
-        return Outcome::problem(format!("bake: the trigger failed ({error}): {body}"));
-    }
     let Some(started) = body["started"].as_array().and_then(|s| s.first()).cloned() else {
         let why: Vec<String> = ["skipped", "refused"]
             .iter()

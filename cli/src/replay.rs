@@ -2,7 +2,7 @@
 //! Every start the trigger makes is idempotent (deterministic execution names), so a replay
 //! never starts a bake twice. A message is deleted only once the trigger has taken it.
 
-use aws_sdk_lambda::primitives::Blob;
+use crate::invoke::InvokeError;
 use std::fmt::Write as _;
 
 pub async fn run(queue_url: &str, function: &str, max: usize) -> crate::Outcome {
@@ -48,25 +48,12 @@ pub async fn run(queue_url: &str, function: &str, max: usize) -> crate::Outcome 
                     continue;
                 }
             };
-            let invoked = lambda
-                .invoke()
-                .function_name(function)
-                .payload(Blob::new(payload.to_string()))
-                .send()
-                .await;
-            let result = match invoked {
-                Err(e) => Err(format!("Invoke: {}", aws_sdk_lambda::error::DisplayErrorContext(&e))),
-                Ok(r) if r.function_error.is_some() => Err(format!(
-                    "the trigger failed again: {}",
-                    r.payload
-                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
-                        .unwrap_or_default()
-                )),
-                Ok(r) => Ok(r
-                    .payload
-                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p.as_ref()).ok())
-                    .unwrap_or_default()),
-            };
+            let result = crate::invoke::invoke(&lambda, function, &payload)
+                .await
+                .map_err(|e| match e {
+                    InvokeError::Call(message) => message,
+                    InvokeError::Function { body, .. } => format!("the trigger failed again: {body}"),
+                });
             match result {
                 Ok(v) => {
                     let _ = writeln!(

@@ -7,11 +7,11 @@
 //! ledger knows was built on it, however deep. Then the announce function publishes one REVOKED
 //! message with every AMI ID (the publication topic admits no other publisher).
 
+use crate::invoke::InvokeError;
 use crate::ledger::{s, Ledger, Row};
 use crate::Outcome;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{ImageAttributeName, OperationType, SnapshotAttributeName, Tag};
-use aws_sdk_lambda::primitives::Blob;
 use bakery_aws::{in_region, send, BakeError};
 use bakery_core::ids::{AmiId, Region};
 use bakery_core::publication::{ParameterReverted, PipelineRef, PublishedAmi, Revocation, RevokedBake};
@@ -440,22 +440,13 @@ async fn announce(
     topic: Option<String>,
 ) -> Result<String, String> {
     let payload = json!({"revocation": revocation, "topicArn": topic});
-    let lambda = aws_sdk_lambda::Client::new(sdk);
-    let out = lambda
-        .invoke()
-        .function_name(function)
-        .payload(Blob::new(payload.to_string()))
-        .send()
+    let body = crate::invoke::invoke(&aws_sdk_lambda::Client::new(sdk), function, &payload)
         .await
-        .map_err(|e| format!("Invoke {function}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)))?;
-    let body: serde_json::Value = out
-        .payload()
-        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
-        .unwrap_or_default();
-    if let Some(error) = out.function_error() {
-        return Err(format!(
-            "everything is revoked, but the REVOKED message was not sent ({error}): {body}; run the same command again to send it"
-        ));
-    }
+        .map_err(|e| match e {
+            InvokeError::Call(message) => message,
+            e => format!(
+                "everything is revoked, but the REVOKED message was not sent {e}; run the same command again to send it"
+            ),
+        })?;
     Ok(body["messageId"].as_str().unwrap_or_default().to_owned())
 }

@@ -3,8 +3,8 @@
 //! as it does for a bake); this command asks it with a "Staleness Report Requested" event and
 //! announces nothing (the daily schedule does that).
 
+use crate::invoke::InvokeError;
 use crate::Outcome;
-use aws_sdk_lambda::primitives::Blob;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -49,20 +49,12 @@ async fn report(function: &str) -> Result<Value, String> {
         "resources": [],
         "detail": {"publish": false},
     });
-    let out = aws_sdk_lambda::Client::new(&sdk)
-        .invoke()
-        .function_name(function)
-        .payload(Blob::new(event.to_string()))
-        .send()
+    let body = crate::invoke::invoke(&aws_sdk_lambda::Client::new(&sdk), function, &event)
         .await
-        .map_err(|e| format!("Invoke {function}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)))?;
-    let body: Value = out
-        .payload()
-        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
-        .unwrap_or_default();
-    if let Some(error) = out.function_error() {
-        return Err(format!("the trigger failed ({error}): {body}"));
-    }
+        .map_err(|e| match e {
+            InvokeError::Call(message) => message,
+            e => format!("the trigger failed {e}"),
+        })?;
     Ok(body)
 }
 

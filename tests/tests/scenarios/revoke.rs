@@ -298,6 +298,15 @@ async fn stale_images_are_listed_and_the_daily_schedule_announces_them_once() {
         Vec::<Value>::new(),
         "both on their parent's newest release"
     );
+    // Asked of a function that is not the trigger: its refusal is the command's error.
+    let announce = aws.resource("AnnounceFunction").unwrap().to_owned();
+    let out = tests::bakery(&aws, &["stale", "--function", &announce]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the trigger failed (Unhandled)") && stderr.contains("InvalidInput"),
+        "{stderr}"
+    );
 
     // A newer trusted SOE release: web is one release behind; app is not (web has not moved).
     tokio::time::sleep(Duration::from_millis(1100)).await;
