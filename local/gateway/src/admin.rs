@@ -95,6 +95,21 @@ impl AdminClient {
         self.call("POST", "fail-calls", body).await.map(drop)
     }
 
+    /// The next `count` calls of `service`'s `operation` that `function`'s invocations make fail
+    /// with the error `code` (not retryable); other callers' calls go through.
+    pub async fn fail_calls_from(
+        &self,
+        function: &str,
+        service: &str,
+        operation: &str,
+        count: u32,
+        code: &str,
+    ) -> Result<(), AdminError> {
+        let body =
+            json!({"function": function, "service": service, "operation": operation, "count": count, "code": code});
+        self.call("POST", "fail-calls", body).await.map(drop)
+    }
+
     /// The next `count` Image Builder state-change events are lost.
     pub async fn drop_next_state_change_events(&self, count: u32) -> Result<(), AdminError> {
         self.call("POST", "imagebuilder/drop-events", json!({"count": count}))

@@ -65,11 +65,13 @@ enum ImageAccess {
     None,
 }
 
-/// Calls of one operation still to refuse: with throttling, or with a given error code.
+/// Calls of one operation still to refuse: with throttling, or with a given error code; only
+/// the calls one function's invocations make, when `function` is set.
 #[derive(Clone)]
 struct Knob {
     remaining: u32,
     code: Option<String>,
+    function: Option<String>,
 }
 
 /// What befalls a function's AWS call once AWS has answered it (a test knob).
@@ -228,7 +230,7 @@ impl Gateway {
             tracing::info!(%service, %operation, "throttled by the throttle-first knob");
             return throttled(&service);
         }
-        if let Some(code) = self.take_knob(&service, &operation) {
+        if let Some(code) = self.take_knob(&service, &operation, function.as_ref().map(|(f, _)| f.as_str())) {
             tracing::info!(%service, %operation, ?code, "refused by a test knob");
             return match code {
                 None => throttled(&service),
@@ -1300,7 +1302,9 @@ impl Gateway {
                 let t = self.throttles.lock().map(|t| t.clone()).unwrap_or_default();
                 let rows: Vec<Value> = t
                     .into_iter()
-                    .map(|((s, o), k)| json!({"service": s, "operation": o, "remaining": k.remaining, "code": k.code}))
+                    .map(|((s, o), k)| {
+                        json!({"service": s, "operation": o, "remaining": k.remaining, "code": k.code, "function": k.function})
+                    })
                     .collect();
                 json_response(200, &json!(rows))
             }
@@ -1368,9 +1372,14 @@ impl Gateway {
                     (_, Some(code)) => Some(code.to_owned()),
                     (_, None) => return bad("fail-calls needs the error code to answer"),
                 };
+                let function = arg["function"].as_str().map(str::to_owned);
+                if let Some(f) = function.as_deref().filter(|f| self.lambdas.spec(f).is_none()) {
+                    return bad(&format!("no function named {f}"));
+                }
                 let knob = Knob {
                     remaining: arg["count"].as_u64().unwrap_or(1) as u32,
                     code,
+                    function,
                 };
                 if let Ok(mut t) = self.throttles.lock() {
                     t.insert((service.to_owned(), operation.to_owned()), knob);
@@ -1542,12 +1551,13 @@ impl Gateway {
         response(200, &[("Content-Type", "text/xml")], allowed_images_xml(&a))
     }
 
-    /// `Some(None)`: throttle this call; `Some(Some(code))`: fail it with `code`; `None`: let it through.
-    fn take_knob(&self, service: &str, operation: &str) -> Option<Option<String>> {
+    /// `Some(None)`: throttle this call; `Some(Some(code))`: fail it with `code`; `None`: let it
+    /// through. `function` is the function whose invocation makes the call, if one does.
+    fn take_knob(&self, service: &str, operation: &str, function: Option<&str>) -> Option<Option<String>> {
         let mut t = self.throttles.lock().ok()?;
         let knob = t
             .get_mut(&(service.to_owned(), operation.to_owned()))
-            .filter(|k| k.remaining > 0)?;
+            .filter(|k| k.remaining > 0 && (k.function.is_none() || k.function.as_deref() == function))?;
         knob.remaining -= 1;
         Some(knob.code.clone())
     }

@@ -290,8 +290,17 @@ async fn a_build_event_that_cannot_be_answered_waits_in_the_dead_letter_queue() 
         ("CopyPollSeconds", "1"),
     ])
     .await;
+    // Only build-events' DeleteItem fails: build-watch claims the token with a DeleteItem too
+    // when it finds the build already ended. The build lasts 2 s, so the wait is registered
+    // before it ends (a busy machine could otherwise let the build end first, and build-watch
+    // would answer the wait itself).
     aws.admin()
-        .fail_calls("dynamodb", "DeleteItem", 3, "ValidationException")
+        .set_phase_durations(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let build_events = aws.resource("BuildEventsFunction").unwrap().to_owned();
+    aws.admin()
+        .fail_calls_from(&build_events, "dynamodb", "DeleteItem", 3, "ValidationException")
         .await
         .unwrap();
     let (_world, report) = bake(&aws).await;
@@ -314,7 +323,14 @@ async fn a_build_event_that_cannot_be_answered_waits_in_the_dead_letter_queue() 
     .await;
     let event: Value = serde_json::from_str(letter.body().unwrap()).unwrap();
     assert_eq!(event["detail-type"], "EC2 Image Builder Image State Change");
-    let sent_by = aws.resource("BuildEventsFunction").unwrap().to_owned();
+    // All three refusals went to build-events: its first attempt and Lambda's two retries.
+    let knobs = aws.admin().throttles().await.unwrap();
+    let delete = knobs.iter().find(|k| k["operation"] == "DeleteItem");
+    assert!(
+        delete.is_some_and(|k| k["remaining"] == 0 && k["function"] == build_events.as_str()),
+        "{knobs:?}"
+    );
+    let sent_by = build_events;
     let decisions = aws.admin().authorizations().await.unwrap();
     assert!(
         decisions
