@@ -14,6 +14,7 @@
 //! | ApprovalRequired (Choice) |                 |                           |                       |
 //! | WaitForApproval           | announce (waits for its task token) | [`AnnounceRequest`] + `taskToken` | [`ApprovalGiven`] (from `bakery approve`), `$.approval` |
 //! | NotApproved (Pass)        |                 |                           | [`Failure`], `$.failure` |
+//! | QuarantineNotApproved     | gate            | [`GateRequest`] + `notApproved` | [`GateResult`], `$.gate` |
 //! | Publish › PublishRegion   | publish-region  | [`PublishRequest`]        | [`RegionPublished`], an item of `$.published` |
 //! | Publish › RegionNotPublished | (Pass)       |                           | [`RegionFailure`], an item of `$.published` |
 //! | AllRegionsPublished       | publish-region  | [`CheckRequest`]          | `Vec<RegionPublished>`, `$.published` |
@@ -175,6 +176,29 @@ pub struct StateChangeHandled {
 pub struct GateRequest {
     pub state: GateState,
     pub execution_arn: String,
+    /// QuarantineNotApproved's: the approval was refused or timed out (NotApproved's
+    /// `$.failure`), so the gated image is quarantined as a failed gate's is, with this as the
+    /// reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_approved: Option<Failure>,
+}
+
+impl Failure {
+    /// A refused approval as a gate reason: `not approved: <error>: <cause>`, the cause taken
+    /// out of the error's JSON (NotApproved's `States.JsonToString($.error)`) when it is there.
+    pub fn not_approved_reason(&self) -> String {
+        let inner = serde_json::from_str::<Value>(&self.cause).ok();
+        let cause = match inner.as_ref().map(|v| &v["Cause"]) {
+            Some(Value::String(c)) => c.trim().to_owned(),
+            Some(_) => String::new(),
+            None => self.cause.trim().to_owned(),
+        };
+        if cause.is_empty() {
+            format!("not approved: {}", self.error)
+        } else {
+            format!("not approved: {}: {cause}", self.error)
+        }
+    }
 }
 
 /// The parts of the execution state the gate reads; the rest passes by.
@@ -558,6 +582,30 @@ pub enum AnnounceResponse {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_refused_approval_reads_as_a_gate_reason() {
+        let failure = |error: &str, cause: &str| Failure {
+            step: "Approval".into(),
+            error: error.into(),
+            cause: cause.into(),
+        };
+        let rejected = failure(
+            "Rejected",
+            r#"{"Error":"Rejected","Cause":"rejected by alice: bad kernel"}"#,
+        );
+        assert_eq!(
+            rejected.not_approved_reason(),
+            "not approved: Rejected: rejected by alice: bad kernel"
+        );
+        // A timeout may carry no Cause, or an empty one.
+        let timed_out = failure("States.Timeout", r#"{"Error":"States.Timeout"}"#);
+        assert_eq!(timed_out.not_approved_reason(), "not approved: States.Timeout");
+        let empty = failure("States.Timeout", r#"{"Error":"States.Timeout","Cause":""}"#);
+        assert_eq!(empty.not_approved_reason(), "not approved: States.Timeout");
+        // A cause that is not the error's JSON is taken as it is.
+        assert_eq!(failure("X", "plain").not_approved_reason(), "not approved: X: plain");
+    }
 
     #[test]
     fn announce_reads_a_revocation_a_staleness_report_or_a_bake() {

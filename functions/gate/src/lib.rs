@@ -1,7 +1,9 @@
 //! The gate: what Image Builder made of the build (status, tests, its AMIs) and the image's scan
 //! findings, judged by the policy's gate. A failed image is quarantined so nothing launches it by
 //! accident: tagged, deprecated and, with `onFailure: deregister`, deregistered with its
-//! snapshots. The output carries the home-region AMI and the lineage the publish step tags with.
+//! snapshots. An image a person did not approve goes through the gate again and is quarantined
+//! the same way, with the refusal as its reason. The output carries the home-region AMI and the
+//! lineage the publish step tags with.
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, Tag};
@@ -53,6 +55,9 @@ pub async fn handle(input: GateRequest, deps: &Deps) -> Result<GateResult, BakeE
 
     let mut reasons = verdict(gate, &outcome).reasons;
     reasons.extend(unseen_reasons(gate, scanned, &outcome.status, home, &build.home_region));
+    if let Some(refusal) = &input.not_approved {
+        reasons.push(refusal.not_approved_reason());
+    }
     let passed = reasons.is_empty();
 
     let mut result_image = None;

@@ -1,7 +1,8 @@
 //! A policy with `approval.required`: the bake waits after the gate, before anything is copied
 //! or shared, and one AWAITING_APPROVAL message says how to answer. `bakery approve` lets it
-//! publish; `bakery reject` and the timeout fail it with a FAILED message naming why. Each test
-//! checks the world: copies, launch permissions, messages.
+//! publish; `bakery reject` and the timeout fail it with a FAILED message naming why, and the
+//! image nobody approved is quarantined as a failed gate's is. Each test checks the world:
+//! copies, launch permissions, the image's tags and deprecation, messages.
 
 use gateway::world::{self, World};
 use gateway::LocalAws;
@@ -11,10 +12,11 @@ use tests::local_aws_with;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn waiting_bake(hours: f64) -> (LocalAws, World, String, String) {
+async fn waiting_bake(hours: f64, on_failure: &str) -> (LocalAws, World, String, String) {
     let aws = local_aws_with(&[("BuildWaitSeconds", "30"), ("CopyPollSeconds", "1")]).await;
     let mut world = world::seed(&aws, "web").await.unwrap();
     world.policy["approval"] = serde_json::json!({"required": true, "timeoutHours": hours});
+    world.policy["gate"]["onFailure"] = on_failure.into();
     world::put_policy(&aws, &world.pipeline_name, &world.policy)
         .await
         .unwrap();
@@ -58,9 +60,41 @@ fn table(aws: &LocalAws) -> String {
     aws.resource("LedgerTable").unwrap().to_owned()
 }
 
+/// The home region's image, as DescribeImages shows it to its owner (None once deregistered).
+async fn described(aws: &LocalAws, image_id: &str) -> Option<aws_sdk_ec2::types::Image> {
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await);
+    match ec2.describe_images().image_ids(image_id).send().await {
+        Ok(out) => out.images().first().cloned(),
+        Err(e) if e.as_service_error().and_then(|e| e.meta().code()) == Some("InvalidAMIID.NotFound") => None,
+        Err(e) => panic!("DescribeImages {image_id}: {e:?}"),
+    }
+}
+
+fn tag<'i>(image: &'i aws_sdk_ec2::types::Image, key: &str) -> Option<&'i str> {
+    image
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// The FAILED message's gate says the image was quarantined because nobody approved it.
+fn assert_quarantined_for(m: &Value, error: &str) {
+    let gate = &m["message"]["gate"];
+    assert_eq!(gate["passed"], false, "{m}");
+    assert_eq!(gate["quarantined"], true, "{m}");
+    let want = format!("not approved: {error}");
+    assert!(
+        gate["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r.as_str().is_some_and(|r| r.starts_with(&want)))),
+        "{m}"
+    );
+}
+
 #[tokio::test]
 async fn an_approved_bake_publishes() {
-    let (aws, world, release, execution_arn) = waiting_bake(1.0).await;
+    let (aws, world, release, execution_arn) = waiting_bake(1.0, "deprecate").await;
     asked(&aws, &world, &execution_arn).await;
     let out = tests::bakery(
         &aws,
@@ -101,8 +135,11 @@ async fn an_approved_bake_publishes() {
 
 #[tokio::test]
 async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
-    let (aws, world, release, execution_arn) = waiting_bake(1.0).await;
-    asked(&aws, &world, &execution_arn).await;
+    let (aws, world, release, execution_arn) = waiting_bake(1.0, "deprecate").await;
+    let home = asked(&aws, &world, &execution_arn).await["amis"][0]["imageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let reject = [
         "reject",
         &execution_arn,
@@ -134,6 +171,18 @@ async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
             .contains("bob: CVE-2026-4242"),
         "{failure}"
     );
+    assert_quarantined_for(&got[0], "Rejected: rejected by bob: CVE-2026-4242");
+    // The rejected image stays for investigation (onFailure: deprecate), marked so that nothing
+    // picks it up as the newest build.
+    let image = described(&aws, &home).await.expect("the rejected image is kept");
+    assert_eq!(tag(&image, "bakery:quarantined"), Some("true"), "{image:?}");
+    assert!(
+        tag(&image, "bakery:quarantine-reason").is_some_and(|r| r.contains("CVE-2026-4242")),
+        "{image:?}"
+    );
+    assert!(image.deprecation_time().is_some(), "deprecated: {image:?}");
+    let shares = world::shares(&aws, &aws.region, &home).await.unwrap();
+    assert_eq!(shares["accounts"], serde_json::json!([]), "{shares}");
     for region in &world::REGIONS[1..] {
         assert!(
             world::bake_images(&aws, region, "web-approval")
@@ -152,8 +201,19 @@ async fn a_rejected_bake_fails_with_the_reason_and_nothing_leaves() {
 #[tokio::test]
 async fn an_unanswered_bake_times_out_and_fails() {
     // 0.001 hours: the wait gives up after 4 seconds.
-    let (aws, world, release, execution_arn) = waiting_bake(0.001).await;
-    asked(&aws, &world, &execution_arn).await;
+    let (aws, world, release, execution_arn) = waiting_bake(0.001, "deregister").await;
+    let home = asked(&aws, &world, &execution_arn).await["amis"][0]["imageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snapshots: Vec<String> = described(&aws, &home)
+        .await
+        .expect("the image waits")
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+        .collect();
+    assert!(!snapshots.is_empty());
     let report = world::wait(&aws, &execution_arn, &release, Instant::now(), LIMIT)
         .await
         .unwrap();
@@ -164,6 +224,16 @@ async fn an_unanswered_bake_times_out_and_fails() {
     let failure = &got[0]["message"]["failure"];
     assert_eq!(failure["step"], "Approval", "{failure}");
     assert_eq!(failure["error"], "States.Timeout", "{failure}");
+    assert_quarantined_for(&got[0], "States.Timeout");
+    // onFailure: deregister: the unapproved image and its snapshots are gone.
+    assert!(described(&aws, &home).await.is_none(), "deregistered");
+    let ec2 = aws_sdk_ec2::Client::new(&aws.sdk_config(&aws.region).await);
+    let left = ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+    let left: Vec<&str> = left.snapshots().iter().filter_map(|s| s.snapshot_id()).collect();
+    assert!(
+        snapshots.iter().all(|s| !left.contains(&s.as_str())),
+        "{snapshots:?} left in {left:?}"
+    );
     let late = tests::bakery(&aws, &["approve", &execution_arn, "--table", &table(&aws)]).await;
     assert_eq!(late.status.code(), Some(2), "a late approval is refused");
 }
