@@ -61,7 +61,7 @@ async fn report(function: &str) -> Result<Value, String> {
 fn text(stale: &Value) -> String {
     let list = stale.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        return "no stale images: every pipeline's latest publication is on its parent's newest trusted release\n"
+        return "no stale images: every pipeline's latest publication is on its parent's newest trusted release, and that release is not revoked\n"
             .into();
     }
     let mut out = String::new();
@@ -70,14 +70,20 @@ fn text(stale: &Value) -> String {
             .as_str()
             .map(|t| format!(", behind since {t} ({} days)", s["daysBehind"]))
             .unwrap_or_default();
+        let newer = match s["newerBase"].as_str() {
+            Some(newest) => format!("{} newer release(s), newest {newest}{since}", s["newerReleases"]),
+            None => "no newer release".into(),
+        };
+        let revoked = s["baseRevoked"]
+            .as_str()
+            .map(|why| format!("; the base was {why}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{} bake {}: built on {}, {} newer release(s), newest {}{since}",
+            "{} bake {}: built on {}, {newer}{revoked}",
             s["pipeline"]["name"].as_str().unwrap_or_default(),
             s["bakeId"].as_str().unwrap_or_default(),
             s["builtOn"].as_str().unwrap_or_default(),
-            s["newerReleases"],
-            s["newerBase"].as_str().unwrap_or_default(),
         );
         for a in s["amis"].as_array().into_iter().flatten() {
             let _ = writeln!(

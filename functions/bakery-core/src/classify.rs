@@ -4,7 +4,7 @@
 use crate::ids::{self, echo, kind_of, AccountId, AmiId, Arn, Region};
 use crate::imagebuilder::ImageBuilderMessage;
 use crate::publication::{BakeStatus, Publication, PUBLICATION_SCHEMA_PREFIX};
-use crate::trigger::{BakeTrigger, Classification, Origin, SourceAmi};
+use crate::trigger::{BakeTrigger, Classification, Origin, SourceAmi, UpstreamRevocation};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sns::{SnsEvent, SnsRecord};
 use chrono::{DateTime, Utc};
@@ -215,6 +215,9 @@ fn bakery_publication(
     id: String,
     time: Option<DateTime<Utc>>,
 ) -> Result<Classification, ClassifyError> {
+    if p.status == BakeStatus::Revoked {
+        return upstream_revocation(p, topic_arn, id);
+    }
     if p.status != BakeStatus::Published {
         return Ok(ignore(format!(
             "Bakery publication{} is {}; only PUBLISHED AMIs trigger a bake",
@@ -249,6 +252,43 @@ fn bakery_publication(
         parent_chain: p.lineage.parents,
     };
     Ok(bake(origin, amis, id, time))
+}
+
+/// A REVOKED publication: every AMI it lists, with the revocation's reason, who and when.
+fn upstream_revocation(p: Publication, topic_arn: String, id: String) -> Result<Classification, ClassifyError> {
+    const PATH: &str = "Records[0].Sns.Message";
+    let Some(r) = p.revocation else {
+        return Err(malformed(
+            &format!("{PATH}.revocation"),
+            "a REVOKED publication says nothing of the revocation",
+        ));
+    };
+    if p.amis.is_empty() {
+        return Err(malformed(
+            &format!("{PATH}.amis"),
+            "a REVOKED publication lists no AMIs",
+        ));
+    }
+    let owner = p.account_id;
+    Ok(Classification::UpstreamRevoked {
+        revoked: UpstreamRevocation {
+            topic_arn,
+            account_id: owner.clone(),
+            amis: p
+                .amis
+                .into_iter()
+                .map(|a| SourceAmi {
+                    image_id: a.image_id,
+                    region: a.region,
+                    owner: Some(owner.clone()),
+                })
+                .collect(),
+            reason: r.reason,
+            revoked_by: r.revoked_by,
+            revoked_at: r.revoked_at,
+            event_id: id,
+        },
+    })
 }
 
 fn image_builder_message(

@@ -140,7 +140,7 @@ pub struct ParameterReverted {
 }
 
 /// A pipeline's latest published images, built on `built_on`, while its parent has a newer
-/// trusted release (`newer_base`).
+/// trusted release (`newer_base`) or `built_on` was revoked (`base_revoked`), or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StaleImage {
@@ -149,9 +149,16 @@ pub struct StaleImage {
     pub amis: Vec<PublishedAmi>,
     pub published_at: String,
     pub built_on: AmiId,
-    pub newer_base: AmiId,
-    /// Trusted releases of the parent newer than `built_on` (at least 1).
+    /// The newest trusted release of the parent; none when only the base's revocation makes
+    /// the images stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_base: Option<AmiId>,
+    /// Trusted releases of the parent newer than `built_on` (0 when `newer_base` is none).
     pub newer_releases: u32,
+    /// Why `built_on` was revoked (here, or by the Bakery it came from): these images should
+    /// be rebuilt or withdrawn whether or not a newer base exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_revoked: Option<String>,
     /// When the first of them appeared, where known; and the whole days since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind_since: Option<String>,

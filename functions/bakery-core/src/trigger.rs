@@ -16,6 +16,25 @@ pub enum Classification {
     /// An operator asks which published images are stale (`bakery stale`); `publish` also
     /// announces them in one STALE message. The daily staleness schedule is a Schedule origin.
     Stale { publish: bool },
+    /// A Bakery this stack follows withdrew AMIs (a REVOKED publication): they are revoked here
+    /// too, so none is taken as a base, and the images built on them are announced as stale.
+    UpstreamRevoked { revoked: UpstreamRevocation },
+}
+
+/// An upstream Bakery's REVOKED publication, as the trigger acts on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamRevocation {
+    pub topic_arn: String,
+    /// The upstream account, owner of every AMI listed.
+    pub account_id: AccountId,
+    /// Every AMI withdrawn, in every region.
+    pub amis: Vec<SourceAmi>,
+    pub reason: String,
+    pub revoked_by: String,
+    pub revoked_at: String,
+    /// The SNS MessageId; a redelivery keeps it.
+    pub event_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,5 +1,6 @@
 //! Every file in events/ classified, and every file there covered by a case here.
 
+use bakery_core::trigger::UpstreamRevocation;
 use bakery_core::{classify, BakeTrigger, Classification, ClassifyError, Origin};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ enum Expect {
     Error(&'static str, &'static str),
     /// A staleness report request, and whether it asks to publish.
     Stale(bool),
+    /// An upstream Bakery's revocation.
+    Revoked(fn(&UpstreamRevocation)),
 }
 
 const CASES: &[(&str, Expect)] = &[
@@ -112,7 +115,30 @@ const CASES: &[(&str, Expect)] = &[
         }),
     ),
     ("sns/bakery-publication-failed.json", Expect::Ignore("only PUBLISHED")),
-    ("sns/bakery-publication-revoked.json", Expect::Ignore("is REVOKED; only PUBLISHED")),
+    (
+        "sns/bakery-publication-revoked.json",
+        Expect::Revoked(|r| {
+            assert_eq!(r.topic_arn, "arn:aws:sns:us-east-1:444455556666:bakery-publications");
+            assert_eq!(r.account_id.as_str(), "444455556666");
+            let amis: Vec<(String, String, Option<String>)> = r
+                .amis
+                .iter()
+                .map(|a| (a.region.to_string(), a.image_id.to_string(), a.owner.as_ref().map(|o| o.to_string())))
+                .collect();
+            let owner = Some("444455556666".to_owned());
+            assert_eq!(
+                amis,
+                [
+                    ("us-east-1".into(), "ami-0a1b2c3d4e5f67890".into(), owner.clone()),
+                    ("eu-west-1".into(), "ami-0fedcba9876543210".into(), owner)
+                ]
+            );
+            assert_eq!(r.reason, "CVE-2026-12345 in the base image");
+            assert_eq!(r.revoked_by, "soe-team");
+            assert_eq!(r.revoked_at, "2026-11-21T08:00:00Z");
+            assert_eq!(r.event_id, "9f4a1d3c-6e5b-7c8d-0e1f-2a3b4c5d6e7f");
+        }),
+    ),
     ("manual/staleness-requested.json", Expect::Stale(false)),
     // ---- EventBridge triggers
     (
@@ -311,6 +337,13 @@ const CASES: &[(&str, Expect)] = &[
         Expect::Error("MalformedEvent", "region: missing"),
     ),
     (
+        "malformed/sns-bakery-revoked-without-revocation.json",
+        Expect::Error(
+            "MalformedEvent",
+            "Records[0].Sns.Message.revocation: a REVOKED publication says nothing of the revocation",
+        ),
+    ),
+    (
         "malformed/imagebuilder-state-change-not-an-image.json",
         Expect::Error("MalformedEvent", "resources[0]: not an Image Builder image ARN"),
     ),
@@ -326,6 +359,7 @@ fn every_fixture_classifies_as_expected() {
                 assert!(reason.contains(want), "{name}: reason {reason:?} lacks {want:?}")
             }
             (Expect::Stale(want), Ok(Classification::Stale { publish })) => assert_eq!(publish, *want, "{name}"),
+            (Expect::Revoked(check), Ok(Classification::UpstreamRevoked { revoked })) => check(&revoked),
             (Expect::Error(kind, want), Err(e)) => {
                 assert_eq!(e.error_type(), *kind, "{name}: {e}");
                 assert!(e.to_string().contains(want), "{name}: error {e:?} lacks {want:?}");

@@ -11,17 +11,24 @@
 //! Re-bakes: a name that is taken belongs to an execution that runs, succeeded or failed
 //! (DescribeExecution says which). A failed one is tried again under the next attempt's name,
 //! within the policy's `rebake` limit and backoff; a running or succeeded one is the bake.
+//!
+//! Revocations: an upstream Bakery's REVOKED publication, from an account a policy following
+//! that topic trusts, revokes the AMIs it lists in this ledger too, so none is taken as a base;
+//! this stack's latest images built on them go out at once in one STALE message.
 
 use crate::lookups::{self, Lookups};
 use bakery_aws::BakeError;
 use bakery_core::bake::{self, Taken};
 use bakery_core::fanout::{self, Plan, Planned, Seen};
 use bakery_core::policy::{ObservedAmi, Rebake};
+use bakery_core::publication::StaleImage;
 use bakery_core::steps::BakeRequest;
+use bakery_core::trigger::UpstreamRevocation;
 use bakery_core::{classify_value, BakeTrigger, Classification, ClassifyError, Origin, Policy};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct Deps {
@@ -119,6 +126,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, TriggerError> 
             return Ok(json!({"action": "ignore", "reason": reason}));
         }
         Classification::Stale { publish } => return stale(deps, publish).await,
+        Classification::UpstreamRevoked { revoked } => return upstream_revoked(deps, revoked).await,
         Classification::Bake { trigger } => trigger,
     };
     if let Origin::Schedule { schedule_arn, .. } = &trigger.origin {
@@ -145,8 +153,66 @@ async fn stale(deps: &Deps, publish: bool) -> Result<Value, TriggerError> {
     let (policies, invalid) = deps.lookups.policies().await?;
     let stale = crate::stale::report(&deps.lookups, &policies).await?;
     tracing::info!(stale = stale.len(), publish, "staleness report");
+    let announced = match publish {
+        true => announce_stale(deps, &stale).await?,
+        false => Value::Null,
+    };
+    Ok(json!({"action": "stale", "stale": stale, "announced": announced, "invalidPolicies": invalid}))
+}
+
+/// An upstream Bakery's REVOKED publication. When a policy that follows the topic trusts the
+/// account that sent it, every AMI listed is revoked in this ledger too, and this stack's
+/// latest images built on any of them go out in one STALE message (`baseRevoked` says why).
+/// From any other account it changes nothing and is logged as a security event.
+async fn upstream_revoked(deps: &Deps, r: UpstreamRevocation) -> Result<Value, TriggerError> {
+    deps.lookups.forget().await;
+    let (policies, invalid) = deps.lookups.policies().await?;
+    let trusted = policies
+        .iter()
+        .any(|p| p.sources.sns_topics.contains(&r.topic_arn) && p.trusted_owners.contains(&r.account_id));
+    if !trusted {
+        let reason = format!(
+            "a REVOKED publication on {} from account {}, which no bake policy following that topic trusts",
+            r.topic_arn, r.account_id
+        );
+        tracing::warn!(security_event = "RevocationRefused", event_id = %r.event_id, %reason, "revoked nothing");
+        return Ok(json!({"action": "ignore", "reason": reason}));
+    }
+    let mut recorded = Vec::new();
+    for ami in &r.amis {
+        if deps.lookups.record_revocation(&r, ami).await? {
+            recorded.push(ami.image_id.to_string());
+        }
+    }
+    let revoked: BTreeSet<&str> = r.amis.iter().map(|a| a.image_id.as_str()).collect();
+    let stale: Vec<StaleImage> = crate::stale::report(&deps.lookups, &policies)
+        .await?
+        .into_iter()
+        .filter(|s| revoked.contains(s.built_on.as_str()))
+        .collect();
+    tracing::warn!(
+        topic = %r.topic_arn,
+        account = %r.account_id,
+        amis = r.amis.len(),
+        recorded = recorded.len(),
+        stale = stale.len(),
+        reason = %r.reason,
+        "upstream revocation"
+    );
+    let announced = announce_stale(deps, &stale).await?;
+    Ok(json!({
+        "action": "revoked",
+        "recorded": recorded,
+        "stale": stale,
+        "announced": announced,
+        "invalidPolicies": invalid,
+    }))
+}
+
+/// One STALE message with `stale` (none when it is empty), published by the announce function.
+async fn announce_stale(deps: &Deps, stale: &[StaleImage]) -> Result<Value, TriggerError> {
     let mut announced = Value::Null;
-    if publish && !stale.is_empty() {
+    if !stale.is_empty() {
         let payload = json!({"stale": stale}).to_string();
         let out = bakery_aws::send("Invoke", || {
             deps.lambda
@@ -170,7 +236,7 @@ async fn stale(deps: &Deps, publish: bool) -> Result<Value, TriggerError> {
         }
         announced = body;
     }
-    Ok(json!({"action": "stale", "stale": stale, "announced": announced, "invalidPolicies": invalid}))
+    Ok(announced)
 }
 
 async fn fan_out(deps: &Deps, mut trigger: BakeTrigger) -> Result<Report, TriggerError> {

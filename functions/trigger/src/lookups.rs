@@ -1,5 +1,6 @@
 //! What the trigger reads from AWS: the bake policies, source AMIs (always with an owner
-//! filter), upstream images, parameters, the Allowed AMIs setting, the last published base.
+//! filter), upstream images, parameters, the Allowed AMIs setting, the last published base;
+//! and the one row it writes, an upstream Bakery's revocation.
 //! Answers that many pipelines share (the same AMI, the same region's setting) are asked once
 //! per invocation, and forgotten before the next.
 
@@ -10,6 +11,7 @@ use bakery_aws::imagebuilder::{get_image, get_pipeline, get_recipe};
 use bakery_aws::{get_parameter, in_region, send, BakeError};
 use bakery_core::fanout::{newest_base, Candidate};
 use bakery_core::ids::{AccountId, AmiId, Arn, Region};
+use bakery_core::trigger::UpstreamRevocation;
 use bakery_core::{Policy, SourceAmi};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
@@ -316,6 +318,33 @@ impl Lookups {
                 r.s("reason")
             )
         }))
+    }
+
+    /// Keeps an upstream Bakery's revocation of `ami` as this ledger's own (`ami#<id>`,
+    /// `revoked`), unless the AMI is revoked here already. Returns whether it wrote the row.
+    pub async fn record_revocation(&self, r: &UpstreamRevocation, ami: &SourceAmi) -> Result<bool, BakeError> {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let written = send("PutItem", || {
+            self.ddb
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&format!("ami#{}", ami.image_id)))
+                .item("sk", s("revoked"))
+                .item("region", s(ami.region.as_str()))
+                .item("reason", s(&r.reason))
+                .item("revokedBy", s(&format!("{} (account {})", r.revoked_by, r.account_id)))
+                .item("revokedAt", s(&r.revoked_at))
+                .item("upstreamTopic", s(&r.topic_arn))
+                .item("eventId", s(&r.event_id))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+        })
+        .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(BakeError::Aws { code, .. }) if code == "ConditionalCheckFailedException" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The trusted, available, not deprecated AMIs of the policy's families in `region`.

@@ -3,7 +3,8 @@
 //! policy says its base comes from: the AMI families it follows (every trusted, available, not
 //! deprecated image newer than the base counts), else its first base parameter, else (a
 //! pipeline built on another pipeline of this stack) that pipeline's latest publication in the
-//! ledger. A revoked release never counts.
+//! ledger. A revoked release never counts. Images built on a revoked base (revoked here, or by
+//! the upstream Bakery it came from) are stale whether or not a newer release exists.
 
 use crate::lookups::Lookups;
 use bakery_aws::BakeError;
@@ -26,9 +27,11 @@ pub async fn report(lookups: &Lookups, policies: &[Policy]) -> Result<Vec<StaleI
             continue;
         };
         let region = fanout::home_region(&policy.pipeline_arn).unwrap_or_default().to_owned();
-        let Some(newer) = newer_release(lookups, policy, &region, &base).await? else {
+        let newer = newer_release(lookups, policy, &region, &base).await?;
+        let base_revoked = lookups.revoked(base.as_str()).await?;
+        if newer.is_none() && base_revoked.is_none() {
             continue;
-        };
+        }
         let amis = latest
             .list("amis")
             .iter()
@@ -46,10 +49,14 @@ pub async fn report(lookups: &Lookups, policies: &[Policy]) -> Result<Vec<StaleI
             amis,
             published_at: latest.s("publishedAt").to_owned(),
             built_on: base,
-            newer_base: newer.image_id,
-            newer_releases: newer.count,
-            behind_since: newer.since.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            days_behind: newer.since.map(|t| (now - t).num_days()),
+            newer_releases: newer.as_ref().map_or(0, |n| n.count),
+            behind_since: newer
+                .as_ref()
+                .and_then(|n| n.since)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            days_behind: newer.as_ref().and_then(|n| n.since).map(|t| (now - t).num_days()),
+            newer_base: newer.map(|n| n.image_id),
+            base_revoked,
         });
     }
     Ok(out)

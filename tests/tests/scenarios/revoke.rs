@@ -382,3 +382,143 @@ async fn stale_images_are_listed_and_the_daily_schedule_announces_them_once() {
     let now = stale(&aws).await;
     assert!(now.iter().all(|s| s["pipeline"]["name"] != "app"), "{now:#?}");
 }
+
+/// A REVOKED publication as the SOE team's Bakery (`account`) sends it for `ami`.
+fn upstream_revocation(account: &str, ami: &str, region: &str) -> String {
+    let pipeline = json!({
+        "arn": format!("arn:aws:imagebuilder:{region}:{account}:image-pipeline/soe-hardened"),
+        "name": "soe-hardened"
+    });
+    let amis = json!([{"region": region, "imageId": ami}]);
+    json!({
+        "schema": "bakery.publication/v1", "status": "REVOKED", "accountId": account,
+        "pipeline": pipeline, "amis": amis, "lineage": {"parents": []},
+        "revocation": {
+            "imageId": ami, "reason": "CVE-2026-5555 in the kernel", "revokedBy": "soe-team",
+            "revokedAt": "2026-12-07T09:00:00Z", "cascade": false, "disabled": false,
+            "bakes": [{"bakeId": "soe-hardened-1", "pipeline": pipeline, "amis": amis}], "parameters": []
+        }
+    })
+    .to_string()
+}
+
+/// The SOE team's Bakery, in its own account, revokes the release an image here was built on.
+/// This stack keeps the revocation in its own ledger (its trigger refuses that base from then
+/// on), and its subscribers hear at once, in one STALE message, which of its images are built
+/// on it. A REVOKED message naming an account no policy trusts changes nothing.
+#[tokio::test]
+async fn an_upstream_revocation_is_kept_here_and_the_images_built_on_it_are_announced() {
+    let soe = "777788889999";
+    let upstream_topic = format!("arn:aws:sns:us-east-1:{soe}:bakery-publications");
+    let aws = local_aws_with(&[
+        ("BuildWaitSeconds", "30"),
+        ("CopyPollSeconds", "1"),
+        ("UpstreamBakeryTopicArn", &upstream_topic),
+        ("ChainPipelines", "false"),
+    ])
+    .await;
+    let soe_sns = aws_sdk_sns::Client::new(&tests::account_sdk(&aws, soe, &aws.region).await);
+    let created = soe_sns.create_topic().name("bakery-publications").send().await.unwrap();
+    assert_eq!(created.topic_arn(), Some(upstream_topic.as_str()));
+    // The SOE team lets this account subscribe, as a downstream account must be let.
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DownstreamBakeries", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", aws.account)},
+        "Action": "sns:Subscribe", "Resource": upstream_topic
+    }]});
+    soe_sns
+        .set_topic_attributes()
+        .topic_arn(&upstream_topic)
+        .attribute_name("Policy")
+        .attribute_value(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let r1 = soe_ami(&aws, soe, "soe-hardened-2026.12.1").await;
+    let mut app = world::seed_on(&aws, "app", &r1, json!({"snsTopics": [upstream_topic]}))
+        .await
+        .unwrap();
+    app.policy["trustedOwners"] = json!([soe]);
+    world::put_policy(&aws, &app.pipeline_name, &app.policy).await.unwrap();
+    let app1 = bake(&aws, &app, &r1, "app-r1").await;
+    let published = drain(&aws, &app.subscriber_queue_url, 1, LIMIT).await;
+    assert_eq!(published[0]["attributes"]["status"], "PUBLISHED", "{published:?}");
+    let publish = |message: String| {
+        let status = aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value("REVOKED")
+            .build()
+            .unwrap();
+        soe_sns
+            .publish()
+            .topic_arn(&upstream_topic)
+            .message(message)
+            .message_attributes("status", status)
+            .send()
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(&aws.sdk_config(&aws.region).await);
+    let table = aws.resource("LedgerTable").unwrap().to_owned();
+    let revoked_row = |ami: String| {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        async move {
+            ddb.get_item()
+                .table_name(table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ami#{ami}")))
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("revoked".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+
+    // Claimed for an account no policy trusts: nothing is revoked, nothing is said.
+    publish(upstream_revocation("999988887777", &r1, &aws.region))
+        .await
+        .unwrap();
+    let said = drain(&aws, &app.subscriber_queue_url, 1, Duration::from_secs(5)).await;
+    assert_eq!(said, Vec::<Value>::new());
+    assert!(revoked_row(r1.clone()).await.is_none());
+
+    // The SOE team's own revocation.
+    publish(upstream_revocation(soe, &r1, &aws.region)).await.unwrap();
+    let said = drain(&aws, &app.subscriber_queue_url, 1, LIMIT).await;
+    assert_eq!(said.len(), 1, "{said:?}");
+    let m = &said[0];
+    assert_eq!(m["attributes"]["status"], "STALE", "{m}");
+    let report = &m["message"]["stale"];
+    assert_eq!(report.as_array().map(Vec::len), Some(1), "{m}");
+    assert_eq!(report[0]["pipeline"]["name"], "app", "{m}");
+    assert_eq!(report[0]["builtOn"], r1.as_str(), "{m}");
+    assert!(report[0].get("newerBase").is_none(), "no newer release: {m}");
+    let why = report[0]["baseRevoked"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("CVE-2026-5555") && why.contains(&format!("soe-team (account {soe})")),
+        "{m}"
+    );
+    let mut amis: Vec<&str> = m["message"]["amis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["imageId"].as_str())
+        .collect();
+    amis.sort_unstable();
+    let mut want: Vec<&str> = app1.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(amis, want, "{m}");
+    let row = revoked_row(r1.clone()).await.expect("revoked in this ledger");
+    assert_eq!(row["upstreamTopic"].as_s().unwrap(), &upstream_topic);
+
+    // `bakery stale` says the same, and the trigger takes the revoked release as a base no more.
+    let listed = stale(&aws).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["baseRevoked"], report[0]["baseRevoked"]);
+    let trigger = aws.resource("TriggerFunction").unwrap().to_owned();
+    let out = tests::bakery(&aws, &["bake", "app", "--source", &r1, "--function", &trigger]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("nothing started") && stderr.contains("CVE-2026-5555"),
+        "{stderr}"
+    );
+}
