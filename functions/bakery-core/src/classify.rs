@@ -1,9 +1,10 @@
 //! Classification of everything the trigger function can receive: bake, ignore (with a
-//! reason), or a typed error that says what is wrong and where. Never panics on input.
+//! reason), a staleness report, an upstream Bakery's revocation, or a typed error that says
+//! what is wrong and where. Never panics on input.
 
 use crate::ids::{self, echo, kind_of, AccountId, AmiId, Arn, Region};
 use crate::imagebuilder::ImageBuilderMessage;
-use crate::publication::{BakeStatus, Publication, PUBLICATION_SCHEMA_PREFIX};
+use crate::publication::{BakeStatus, Publication, PublishedAmi, PUBLICATION_SCHEMA_PREFIX};
 use crate::trigger::{BakeTrigger, Classification, Origin, SourceAmi, UpstreamRevocation};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sns::{SnsEvent, SnsRecord};
@@ -235,16 +236,7 @@ fn bakery_publication(
             "a PUBLISHED publication lists no AMIs",
         ));
     }
-    let owner = p.account_id;
-    let amis = p
-        .amis
-        .into_iter()
-        .map(|a| SourceAmi {
-            image_id: a.image_id,
-            region: a.region,
-            owner: Some(owner.clone()),
-        })
-        .collect();
+    let amis = owned_by(p.amis, &p.account_id);
     let origin = Origin::BakeryPublication {
         topic_arn,
         pipeline_arn: p.pipeline.arn,
@@ -252,6 +244,17 @@ fn bakery_publication(
         parent_chain: p.lineage.parents,
     };
     Ok(bake(origin, amis, id, time))
+}
+
+/// A publication's AMIs, each owned (so the message says) by the account that published them.
+fn owned_by(amis: Vec<PublishedAmi>, owner: &AccountId) -> Vec<SourceAmi> {
+    amis.into_iter()
+        .map(|a| SourceAmi {
+            image_id: a.image_id,
+            region: a.region,
+            owner: Some(owner.clone()),
+        })
+        .collect()
 }
 
 /// A REVOKED publication: every AMI it lists, with the revocation's reason, who and when.
@@ -269,20 +272,11 @@ fn upstream_revocation(p: Publication, topic_arn: String, id: String) -> Result<
             "a REVOKED publication lists no AMIs",
         ));
     }
-    let owner = p.account_id;
     Ok(Classification::UpstreamRevoked {
         revoked: UpstreamRevocation {
             topic_arn,
-            account_id: owner.clone(),
-            amis: p
-                .amis
-                .into_iter()
-                .map(|a| SourceAmi {
-                    image_id: a.image_id,
-                    region: a.region,
-                    owner: Some(owner.clone()),
-                })
-                .collect(),
+            amis: owned_by(p.amis, &p.account_id),
+            account_id: p.account_id,
             reason: r.reason,
             revoked_by: r.revoked_by,
             revoked_at: r.revoked_at,

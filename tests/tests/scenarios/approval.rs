@@ -4,6 +4,7 @@
 //! image nobody approved is quarantined as a failed gate's is. Each test checks the world:
 //! copies, launch permissions, the image's tags and deprecation, messages.
 
+use crate::bake::tag;
 use gateway::world::{self, World};
 use gateway::LocalAws;
 use serde_json::Value;
@@ -68,14 +69,6 @@ async fn described(aws: &LocalAws, image_id: &str) -> Option<aws_sdk_ec2::types:
         Err(e) if e.as_service_error().and_then(|e| e.meta().code()) == Some("InvalidAMIID.NotFound") => None,
         Err(e) => panic!("DescribeImages {image_id}: {e:?}"),
     }
-}
-
-fn tag<'i>(image: &'i aws_sdk_ec2::types::Image, key: &str) -> Option<&'i str> {
-    image
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
 }
 
 /// The FAILED message's gate says the image was quarantined because nobody approved it.

@@ -53,7 +53,8 @@ async fn baked_amis(aws: &LocalAws, region: &str) -> Vec<aws_sdk_ec2::types::Ima
         .collect()
 }
 
-fn tag<'a>(image: &'a aws_sdk_ec2::types::Image, key: &str) -> Option<&'a str> {
+/// The image's tag `key`, if it has one.
+pub(crate) fn tag<'a>(image: &'a aws_sdk_ec2::types::Image, key: &str) -> Option<&'a str> {
     image
         .tags()
         .iter()
