@@ -18,6 +18,7 @@ pub enum Classification {
     Stale { publish: bool },
     /// A Bakery this stack follows withdrew AMIs (a REVOKED publication): they are revoked here
     /// too, so none is taken as a base, and the images built on them are announced as stale.
+    #[serde(rename = "revoked")]
     UpstreamRevoked { revoked: UpstreamRevocation },
 }
 
