@@ -183,24 +183,6 @@ pub struct GateRequest {
     pub not_approved: Option<Failure>,
 }
 
-impl Failure {
-    /// A refused approval as a gate reason: `not approved: <error>: <cause>`, the cause taken
-    /// out of the error's JSON (NotApproved's `States.JsonToString($.error)`) when it is there.
-    pub fn not_approved_reason(&self) -> String {
-        let inner = serde_json::from_str::<Value>(&self.cause).ok();
-        let cause = match inner.as_ref().map(|v| &v["Cause"]) {
-            Some(Value::String(c)) => c.trim().to_owned(),
-            Some(_) => String::new(),
-            None => self.cause.trim().to_owned(),
-        };
-        if cause.is_empty() {
-            format!("not approved: {}", self.error)
-        } else {
-            format!("not approved: {}: {cause}", self.error)
-        }
-    }
-}
-
 /// The parts of the execution state the gate reads; the rest passes by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -582,30 +564,6 @@ pub enum AnnounceResponse {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn a_refused_approval_reads_as_a_gate_reason() {
-        let failure = |error: &str, cause: &str| Failure {
-            step: "Approval".into(),
-            error: error.into(),
-            cause: cause.into(),
-        };
-        let rejected = failure(
-            "Rejected",
-            r#"{"Error":"Rejected","Cause":"rejected by alice: bad kernel"}"#,
-        );
-        assert_eq!(
-            rejected.not_approved_reason(),
-            "not approved: Rejected: rejected by alice: bad kernel"
-        );
-        // A timeout may carry no Cause, or an empty one.
-        let timed_out = failure("States.Timeout", r#"{"Error":"States.Timeout"}"#);
-        assert_eq!(timed_out.not_approved_reason(), "not approved: States.Timeout");
-        let empty = failure("States.Timeout", r#"{"Error":"States.Timeout","Cause":""}"#);
-        assert_eq!(empty.not_approved_reason(), "not approved: States.Timeout");
-        // A cause that is not the error's JSON is taken as it is.
-        assert_eq!(failure("X", "plain").not_approved_reason(), "not approved: X: plain");
-    }
 
     #[test]
     fn announce_reads_a_revocation_a_staleness_report_or_a_bake() {

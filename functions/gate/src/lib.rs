@@ -14,7 +14,7 @@ use bakery_core::bake::verdict;
 use bakery_core::ids::{AmiId, Region};
 use bakery_core::imagebuilder::ImageBuilderDate;
 use bakery_core::policy::{Gate, Quarantine, Severity};
-use bakery_core::steps::{AmiLineage, BakedImage, BuildOutcome, Findings, GateRequest, GateResult};
+use bakery_core::steps::{AmiLineage, BakedImage, BuildOutcome, Failure, Findings, GateRequest, GateResult};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ pub async fn handle(input: GateRequest, deps: &Deps) -> Result<GateResult, BakeE
     let mut reasons = verdict(gate, &outcome).reasons;
     reasons.extend(unseen_reasons(gate, scanned, &outcome.status, home, &build.home_region));
     if let Some(refusal) = &input.not_approved {
-        reasons.push(refusal.not_approved_reason());
+        reasons.push(not_approved_reason(refusal));
     }
     let passed = reasons.is_empty();
 
@@ -125,6 +125,22 @@ pub async fn handle(input: GateRequest, deps: &Deps) -> Result<GateResult, BakeE
         deregistered,
         lineage,
     })
+}
+
+/// A refused approval as a gate reason: `not approved: <error>: <cause>`, the cause taken out of
+/// the error's JSON (NotApproved's `States.JsonToString($.error)`) when it is there.
+fn not_approved_reason(refusal: &Failure) -> String {
+    let inner = serde_json::from_str::<Value>(&refusal.cause).ok();
+    let cause = match inner.as_ref().map(|v| &v["Cause"]) {
+        Some(Value::String(c)) => c.trim().to_owned(),
+        Some(_) => String::new(),
+        None => refusal.cause.trim().to_owned(),
+    };
+    if cause.is_empty() {
+        format!("not approved: {}", refusal.error)
+    } else {
+        format!("not approved: {}: {cause}", refusal.error)
+    }
 }
 
 /// The severities ListImageScanFindingAggregations counts; the others need the findings listed.
@@ -462,6 +478,30 @@ mod tests {
             unseen_reasons(&gate(&[]), true, "FAILED", false, "us-east-1").is_empty(),
             "said already"
         );
+    }
+
+    #[test]
+    fn a_refused_approval_reads_as_a_gate_reason() {
+        let failure = |error: &str, cause: &str| Failure {
+            step: "Approval".into(),
+            error: error.into(),
+            cause: cause.into(),
+        };
+        let rejected = failure(
+            "Rejected",
+            r#"{"Error":"Rejected","Cause":"rejected by alice: bad kernel"}"#,
+        );
+        assert_eq!(
+            not_approved_reason(&rejected),
+            "not approved: Rejected: rejected by alice: bad kernel"
+        );
+        // A timeout may carry no Cause, or an empty one.
+        let timed_out = failure("States.Timeout", r#"{"Error":"States.Timeout"}"#);
+        assert_eq!(not_approved_reason(&timed_out), "not approved: States.Timeout");
+        let empty = failure("States.Timeout", r#"{"Error":"States.Timeout","Cause":""}"#);
+        assert_eq!(not_approved_reason(&empty), "not approved: States.Timeout");
+        // A cause that is not the error's JSON is taken as it is.
+        assert_eq!(not_approved_reason(&failure("X", "plain")), "not approved: X: plain");
     }
 
     #[test]

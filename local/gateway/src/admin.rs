@@ -91,8 +91,7 @@ impl AdminClient {
 
     /// The next `count` calls of `service`'s `operation` fail with the error `code` (not retryable).
     pub async fn fail_calls(&self, service: &str, operation: &str, count: u32, code: &str) -> Result<(), AdminError> {
-        let body = json!({"service": service, "operation": operation, "count": count, "code": code});
-        self.call("POST", "fail-calls", body).await.map(drop)
+        self.fail(None, service, operation, count, code).await
     }
 
     /// The next `count` calls of `service`'s `operation` that `function`'s invocations make fail
@@ -105,8 +104,21 @@ impl AdminClient {
         count: u32,
         code: &str,
     ) -> Result<(), AdminError> {
-        let body =
-            json!({"function": function, "service": service, "operation": operation, "count": count, "code": code});
+        self.fail(Some(function), service, operation, count, code).await
+    }
+
+    async fn fail(
+        &self,
+        function: Option<&str>,
+        service: &str,
+        operation: &str,
+        count: u32,
+        code: &str,
+    ) -> Result<(), AdminError> {
+        let mut body = json!({"service": service, "operation": operation, "count": count, "code": code});
+        if let Some(f) = function {
+            body["function"] = f.into();
+        }
         self.call("POST", "fail-calls", body).await.map(drop)
     }
 
